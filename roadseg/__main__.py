@@ -1,0 +1,3 @@
+from roadseg.cli import main
+
+main()

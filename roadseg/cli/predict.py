@@ -1,0 +1,152 @@
+"""``roadseg predict``: road probabilities for a GeoTIFF of any size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from roadseg.cli.options import model_opt, overwrite_opt, probability, quiet_opt, show_progress
+
+
+def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    from roadseg.preprocess import parse_bands
+
+    try:
+        return parse_bands(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command(short_help="Road probability GeoTIFF for an image.")
+@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Probability GeoTIFF to write. Default: <input stem>_roads.tif beside the input.",
+)
+@model_opt
+@click.option(
+    "--tile-size",
+    type=int,
+    default=None,
+    help="Tile side in pixels, a multiple of 8. Default: the model's training size (224).",
+)
+@click.option(
+    "--overlap",
+    type=int,
+    default=32,
+    show_default=True,
+    help="Pixels shared by neighbouring tiles; blended with a smooth window so no seam shows.",
+)
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Tiles per model call.")
+@click.option(
+    "--bands",
+    callback=_bands,
+    default=None,
+    help="Input bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1 for a single band.",
+)
+@click.option(
+    "--threshold",
+    type=float,
+    default=None,
+    callback=probability,
+    help="Probability at which a pixel counts as road in --mask. Default: the model's.",
+)
+@click.option(
+    "--mask",
+    "mask_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a road mask GeoTIFF (1 road, 0 not, 255 nodata).",
+)
+@click.option(
+    "--preview",
+    "preview_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a downsampled PNG of the image with roads drawn over it.",
+)
+@click.option(
+    "--float",
+    "as_float",
+    is_flag=True,
+    help="Store float32 probabilities (nodata -1) instead of uint8.",
+)
+@overwrite_opt
+@quiet_opt
+def predict(
+    input_path: str,
+    output: str | None,
+    model: str | None,
+    tile_size: int | None,
+    overlap: int,
+    batch_size: int,
+    bands: tuple[int, ...] | None,
+    threshold: float | None,
+    mask_path: str | None,
+    preview_path: str | None,
+    as_float: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Find roads in INPUT, a GeoTIFF (or any GDAL raster) of any size.
+
+    The image is cut into overlapping tiles, run through the ResUNet in
+    batches (on a GPU when TensorFlow sees one), and the tiles are blended back
+    into one probability map on the input's grid: same size, CRS and transform.
+    Memory depends on the image's width, not its area.
+
+    By default probabilities are stored as uint8: value = probability x 254,
+    255 = nodata (GDAL scale metadata lets QGIS show true probabilities).
+    uint8 images are scaled by 1/255; 16-bit and float images get a 2-98
+    percentile stretch over the whole raster.
+
+    \b
+    Examples:
+      roadseg predict ortho.tif
+      roadseg predict ortho.tif -o roads.tif --mask mask.tif --preview roads.png
+      roadseg predict pan.tif --bands 1,1,1          # single-band imagery
+      roadseg predict big.tif --batch-size 32 --quiet
+    """
+    from roadseg.model import load_model
+    from roadseg.predict import PredictOptions, predict_raster
+
+    if batch_size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--batch-size")
+    if tile_size is not None and (tile_size < 8 or tile_size % 8):
+        raise click.BadParameter(
+            f"{tile_size} is not a multiple of 8 (the network halves the image three times)",
+            param_hint="--tile-size",
+        )
+    if overlap < 0 or overlap % 2:
+        raise click.BadParameter("must be a non-negative even number", param_hint="--overlap")
+    src = Path(input_path)
+    out = Path(output) if output else src.with_name(f"{src.stem}_roads.tif")
+    loaded = load_model(model)
+    options = PredictOptions(
+        tile_size=tile_size,
+        overlap=overlap,
+        batch_size=batch_size,
+        bands=bands,
+        threshold=threshold,
+        mask_path=Path(mask_path) if mask_path else None,
+        preview_path=Path(preview_path) if preview_path else None,
+        as_float=as_float,
+        overwrite=overwrite,
+        progress=show_progress(quiet),
+    )
+    result = predict_raster(src, out, loaded, options)
+    if not quiet:
+        rate = result.tiles / result.seconds if result.seconds else 0.0
+        click.echo(
+            f"Wrote {result.output} ({result.tiles} tiles in {result.seconds:.1f} s, "
+            f"{rate:.1f} tiles/s)",
+            err=True,
+        )
+        if result.mask:
+            click.echo(f"Wrote {result.mask} (threshold {result.threshold:g})", err=True)
+        if result.preview:
+            click.echo(f"Wrote {result.preview}", err=True)

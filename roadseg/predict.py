@@ -1,0 +1,609 @@
+"""The streaming inference pipeline.
+
+``predict_raster`` reads a GeoTIFF one strip of tiles at a time, normalises
+it with whole-raster statistics, runs the network on batches of overlapping
+tiles, blends the tiles with a smooth weight window and writes finished rows
+as soon as no later tile can touch them. Memory depends on the raster's
+width, the tile size and the batch size, never on its area.
+
+Three threads overlap the work: a reader fills a bounded queue with batches,
+the calling thread runs the model (TensorFlow releases the GIL), and a writer
+drains a bounded queue of finished rows to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import rasterio
+
+from roadseg import __version__
+from roadseg.errors import RoadsegError, UnsupportedRasterError
+from roadseg.model import LoadedModel
+from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
+from roadseg.raster_io import (
+    atomic_output,
+    check_dtype,
+    check_output,
+    gdal_env,
+    open_raster,
+    output_profile,
+    read_rows,
+    to_cog,
+)
+from roadseg.tiling import Span, axis_spans, reflect_index, validate_tiling, weight_window
+
+log = logging.getLogger(__name__)
+
+#: uint8 probabilities are stored as round(p * PROB_SCALE); 255 is nodata.
+PROB_SCALE = 254
+PROB_NODATA = 255
+FLOAT_NODATA = -1.0
+MASK_NODATA = 255
+DEFAULT_OVERLAP = 32
+DEFAULT_BATCH = 8
+PREVIEW_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Options of :func:`predict_raster` (None means: the model's own value)."""
+
+    tile_size: int | None = None
+    overlap: int = DEFAULT_OVERLAP
+    batch_size: int = DEFAULT_BATCH
+    bands: tuple[int, ...] | None = None
+    threshold: float | None = None
+    mask_path: Path | None = None
+    preview_path: Path | None = None
+    as_float: bool = False
+    overwrite: bool = False
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What :func:`predict_raster` wrote, and how long it took."""
+
+    output: Path
+    mask: Path | None
+    preview: Path | None
+    tiles: int
+    seconds: float
+    model_seconds: float
+    threshold: float
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    rows: list[Span]
+    cols: list[Span]
+    bands: tuple[int, ...]
+    normalizer: Normalizer
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.rows) * len(self.cols)
+
+
+def configure_devices() -> None:
+    """Let TensorFlow grow GPU memory as needed instead of grabbing it all.
+
+    Written by TensorFlow's guide; not measured here (no GPU on this machine).
+    """
+    import tensorflow as tf
+
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except RuntimeError:  # already initialised: nothing to change
+            pass
+
+
+def make_infer_fn(model: Any, tile: int, bands: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A compiled ``batch -> probabilities`` function for one tile size.
+
+    ``tf.function`` around ``model(x, training=False)`` instead of
+    ``model.predict`` in a loop, which is slow and leaks memory. The batch
+    dimension is left open so the last, smaller batch needs no padding and no
+    retracing.
+    """
+    import tensorflow as tf
+
+    spec = tf.TensorSpec([None, tile, tile, bands], tf.float32)
+
+    @tf.function(input_signature=[spec], reduce_retracing=True)
+    def _infer(x: Any) -> Any:
+        y = model(x, training=False)
+        return tf.cast(y[..., 0], tf.float32)
+
+    def infer(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(_infer(tf.constant(batch)))
+
+    return infer
+
+
+def predict_raster(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    model: LoadedModel,
+    options: PredictOptions = PredictOptions(),
+    *,
+    infer_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> PredictResult:
+    """Write a road probability GeoTIFF for ``input_path``.
+
+    Args:
+        input_path: any GDAL raster (GeoTIFF, COG, VRT, ...).
+        output_path: the probability GeoTIFF to write (cloud-optimized).
+        model: a loaded model (:func:`roadseg.model.load_model`).
+        options: see :class:`PredictOptions`.
+        infer_fn: replaces the network (tests use an identity function).
+
+    Returns:
+        A :class:`PredictResult`.
+
+    Raises:
+        InvalidRasterError, UnsupportedRasterError: bad input raster.
+        OutputError: an output cannot be written.
+    """
+    started = time.perf_counter()
+    input_path = Path(input_path)
+    output_path = Path(output_path)
+    info = model.info
+    tile = options.tile_size or info.tile_size
+    threshold = info.threshold if options.threshold is None else options.threshold
+    _check_options(options, tile, threshold)
+    outputs = [(output_path, "output")]
+    if options.mask_path is not None:
+        outputs.append((Path(options.mask_path), "mask"))
+    if options.preview_path is not None:
+        outputs.append((Path(options.preview_path), "preview"))
+    if len({p.resolve() for p, _ in outputs}) != len(outputs):
+        raise RoadsegError("the output, mask and preview paths must differ")
+    for path, what in outputs:
+        check_output(path, overwrite=options.overwrite, inputs=(input_path,), what=what)
+    fixed = _fixed_tile(model)
+    if fixed is not None and fixed != tile:
+        raise UnsupportedRasterError(
+            f"the model only takes {fixed}x{fixed} tiles; use --tile-size {fixed}"
+        )
+
+    with gdal_env(), open_raster(input_path) as src:
+        check_dtype(src, input_path)
+        bands = select_bands(src, options.bands, info.bands, input_path)
+        if src.crs is None:
+            log.warning(
+                "%s has no CRS; the output is written on the same pixel grid without one",
+                input_path.name,
+            )
+        normalizer = compute_normalizer(src, bands, info.normalization)
+        plan = _Plan(
+            height=src.height,
+            width=src.width,
+            tile=tile,
+            overlap=options.overlap,
+            rows=axis_spans(src.height, tile, options.overlap),
+            cols=axis_spans(src.width, tile, options.overlap),
+            bands=bands,
+            normalizer=normalizer,
+        )
+        if infer_fn is None:
+            configure_devices()
+            infer_fn = make_infer_fn(model.model, tile, info.bands)
+        tags = {
+            "ROADSEG_VERSION": __version__,
+            "ROADSEG_MODEL": model.path.name,
+            "ROADSEG_MODEL_SHA256": model.sha256,
+            "ROADSEG_TILE_SIZE": str(tile),
+            "ROADSEG_OVERLAP": str(options.overlap),
+            "ROADSEG_BANDS": ",".join(str(b) for b in bands),
+            "ROADSEG_NORMALIZATION": normalizer.method,
+            "ROADSEG_THRESHOLD": f"{threshold:g}",
+            "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+        }
+        with (
+            atomic_output(output_path) as tmp_out,
+            _maybe_atomic(options.mask_path) as tmp_mask,
+            _maybe_atomic(options.preview_path) as tmp_preview,
+        ):
+            tiles, model_seconds = _run(
+                src, plan, infer_fn, tmp_out, tmp_mask, threshold, options, tags
+            )
+            if tmp_preview is not None:
+                write_preview(src, plan.bands, plan.normalizer, tmp_out, tmp_preview)
+    return PredictResult(
+        output=output_path,
+        mask=options.mask_path,
+        preview=options.preview_path,
+        tiles=tiles,
+        seconds=time.perf_counter() - started,
+        model_seconds=model_seconds,
+        threshold=threshold,
+        tags=tags,
+    )
+
+
+def _check_options(options: PredictOptions, tile: int, threshold: float) -> None:
+    try:
+        validate_tiling(tile, options.overlap)
+    except ValueError as exc:
+        raise RoadsegError(str(exc)) from None
+    if options.batch_size < 1:
+        raise RoadsegError(f"batch size must be at least 1, got {options.batch_size}")
+    if not 0.0 < threshold < 1.0:
+        raise RoadsegError(f"threshold must lie between 0 and 1, got {threshold}")
+
+
+def _fixed_tile(model: LoadedModel) -> int | None:
+    shape = model.model.input_shape
+    return int(shape[1]) if isinstance(shape[1], int) else None
+
+
+class _maybe_atomic:
+    """``atomic_output`` for an optional path (yields None when there is none)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._cm = atomic_output(path) if path is not None else None
+
+    def __enter__(self) -> Path | None:
+        return self._cm.__enter__() if self._cm is not None else None
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc) if self._cm is not None else None
+
+
+# --------------------------------------------------------------------------- reader
+
+
+_DONE = object()
+
+
+def _iter_batches(
+    src: rasterio.io.DatasetReader, plan: _Plan, batch_size: int, valid_rows: dict[int, np.ndarray]
+) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
+    """Batches of normalised tiles with their (tile row, tile column) indices.
+
+    Batches run across tile rows, so only the very last batch can be short.
+    For each tile row, the validity mask of its image rows is stored in
+    ``valid_rows`` before its first tile is yielded.
+    """
+    t = plan.tile
+    c0, c1 = plan.cols[0].start, plan.cols[-1].stop
+    col_idx = reflect_index(np.arange(c0, c1), plan.width)
+    bands = len(plan.bands)
+    batch = np.empty((batch_size, t, t, bands), dtype=np.float32)
+    where: list[tuple[int, int]] = []
+    for i, rspan in enumerate(plan.rows):
+        row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
+        data, valid = read_rows(src, row_idx, col_idx, plan.bands)
+        finite = np.all(np.isfinite(data), axis=-1) if data.dtype.kind == "f" else True
+        valid &= finite
+        strip = plan.normalizer(data, valid)
+        # The image rows of this strip, unreflected, for the writer's nodata.
+        top, bottom = max(rspan.start, 0), min(rspan.stop, plan.height)
+        valid_rows[i] = valid[top - rspan.start : bottom - rspan.start, -c0 : -c0 + plan.width]
+        for j, cspan in enumerate(plan.cols):
+            batch[len(where)] = strip[:, cspan.start - c0 : cspan.stop - c0]
+            where.append((i, j))
+            if len(where) == batch_size:
+                yield batch.copy(), where
+                where = []
+    if where:
+        yield batch[: len(where)].copy(), where
+
+
+def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
+    """Run ``iterator`` in a thread, ``depth`` items ahead of the consumer."""
+    q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def work() -> None:
+        try:
+            for item in iterator:
+                while not stop.is_set():
+                    try:
+                        q.put(item, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(_DONE)
+        except BaseException as exc:  # hand the error to the consumer
+            q.put(exc)
+
+    thread = threading.Thread(target=work, name="roadseg-reader", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- blender
+
+
+class _RowBlender:
+    """Accumulates weighted tile outputs for the current tile row.
+
+    The buffer is one tile high and spans the padded width. After tile row i
+    is complete, the rows above the start of tile row i + 1 are final.
+    """
+
+    def __init__(self, plan: _Plan) -> None:
+        self.plan = plan
+        self.c0 = plan.cols[0].start
+        width = plan.cols[-1].stop - self.c0
+        self.acc = np.zeros((plan.tile, width), dtype=np.float32)
+        self.wsum = np.zeros((plan.tile, width), dtype=np.float32)
+        self.weights = weight_window(plan.tile, plan.overlap)
+        self.top = plan.rows[0].start  # image row of acc[0]
+        self.pending = [len(plan.cols)] * len(plan.rows)
+
+    def add(self, i: int, j: int, prob: np.ndarray) -> np.ndarray | None:
+        """Add one tile; return finished image rows when tile row ``i`` completes."""
+        rspan, cspan = self.plan.rows[i], self.plan.cols[j]
+        r = rspan.start - self.top
+        c = cspan.start - self.c0
+        t = self.plan.tile
+        self.acc[r : r + t, c : c + t] += prob * self.weights
+        self.wsum[r : r + t, c : c + t] += self.weights
+        self.pending[i] -= 1
+        if self.pending[i]:
+            return None
+        end = self.plan.rows[i + 1].start if i + 1 < len(self.plan.rows) else rspan.stop
+        return self._finish(end)
+
+    def _finish(self, end: int) -> np.ndarray:
+        n = end - self.top
+        lo = max(0, -self.top)  # skip reflected rows above the image
+        hi = min(n, self.plan.height - self.top)
+        cols = slice(-self.c0, -self.c0 + self.plan.width)
+        done = self.acc[lo:hi, cols] / self.wsum[lo:hi, cols]
+        # Slide the buffer up by n rows.
+        self.acc[:-n] = self.acc[n:]
+        self.acc[-n:] = 0.0
+        self.wsum[:-n] = self.wsum[n:]
+        self.wsum[-n:] = 0.0
+        self.top = end
+        return done
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class _BlockWriter:
+    """Writes finished rows in whole block rows (256), so GDAL never has to
+    re-read or re-compress a block."""
+
+    def __init__(
+        self,
+        dst: rasterio.io.DatasetWriter,
+        mask_dst: rasterio.io.DatasetWriter | None,
+        threshold: float,
+        as_float: bool,
+        block: int = 256,
+    ) -> None:
+        self.dst, self.mask_dst = dst, mask_dst
+        self.threshold, self.as_float = threshold, as_float
+        self.block = block
+        self.buf: list[tuple[np.ndarray, np.ndarray]] = []
+        self.rows_buffered = 0
+        self.row = 0
+
+    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
+        self.buf.append((prob, valid))
+        self.rows_buffered += prob.shape[0]
+        if self.rows_buffered >= self.block:
+            self._flush(final=False)
+
+    def close(self) -> None:
+        self._flush(final=True)
+
+    def _flush(self, final: bool) -> None:
+        if not self.buf:
+            return
+        from rasterio.windows import Window
+
+        prob = np.concatenate([p for p, _ in self.buf])
+        valid = np.concatenate([v for _, v in self.buf])
+        n = prob.shape[0] if final else (prob.shape[0] // self.block) * self.block
+        keep_p, keep_v = prob[n:], valid[n:]
+        prob, valid = prob[:n], valid[:n]
+        window = Window(0, self.row, prob.shape[1], n)
+        if self.as_float:
+            out = np.where(valid, prob, FLOAT_NODATA).astype(np.float32)
+        else:
+            out = np.where(valid, np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
+        self.dst.write(out, 1, window=window)
+        if self.mask_dst is not None:
+            mask = np.where(valid, prob >= self.threshold, MASK_NODATA).astype(np.uint8)
+            self.mask_dst.write(mask, 1, window=window)
+        self.row += n
+        self.buf = [(keep_p, keep_v)] if keep_p.shape[0] else []
+        self.rows_buffered = keep_p.shape[0]
+
+
+def _writer_thread(q: queue.Queue[Any], writer: _BlockWriter, errors: list[BaseException]) -> None:
+    try:
+        while True:
+            item = q.get()
+            if item is _DONE:
+                writer.close()
+                return
+            if errors:
+                continue  # drain after a failure so the producer never blocks
+            writer.add(*item)
+    except BaseException as exc:
+        errors.append(exc)
+        while q.get() is not _DONE:
+            pass
+
+
+MASK_COLORMAP = {0: (0, 0, 0, 0), 1: (255, 40, 40, 255), 255: (0, 0, 0, 0)}
+
+
+def _run(
+    src: rasterio.io.DatasetReader,
+    plan: _Plan,
+    infer_fn: Callable[[np.ndarray], np.ndarray],
+    tmp_out: Path,
+    tmp_mask: Path | None,
+    threshold: float,
+    options: PredictOptions,
+    tags: dict[str, str],
+) -> tuple[int, float]:
+    from tqdm import tqdm
+
+    prob_profile = output_profile(
+        src,
+        dtype="float32" if options.as_float else "uint8",
+        nodata=FLOAT_NODATA if options.as_float else PROB_NODATA,
+    )
+    raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
+    raw_mask = tmp_mask.with_name(tmp_mask.name + ".raw.tif") if tmp_mask is not None else None
+    model_seconds = 0.0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(raw_out, "w", **prob_profile)
+            mask_dst = None
+            if raw_mask is not None:
+                mask_profile = output_profile(src, dtype="uint8", nodata=MASK_NODATA)
+                mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
+        try:
+            _describe(dst, mask_dst, tags, threshold, options.as_float)
+            valid_rows: dict[int, np.ndarray] = {}
+            blender = _RowBlender(plan)
+            writer = _BlockWriter(dst, mask_dst, threshold, options.as_float)
+            wq: queue.Queue[Any] = queue.Queue(maxsize=4)
+            errors: list[BaseException] = []
+            wthread = threading.Thread(
+                target=_writer_thread, args=(wq, writer, errors), name="roadseg-writer", daemon=True
+            )
+            wthread.start()
+            bar = tqdm(
+                total=plan.n_tiles,
+                unit="tile",
+                disable=not options.progress,
+                desc=Path(src.name).name,
+                dynamic_ncols=True,
+                leave=True,
+            )
+            try:
+                batches = _prefetch(
+                    _iter_batches(src, plan, options.batch_size, valid_rows), depth=3
+                )
+                for batch, where in batches:
+                    t0 = time.perf_counter()
+                    probs = infer_fn(batch)
+                    model_seconds += time.perf_counter() - t0
+                    for (i, j), prob in zip(where, probs, strict=True):
+                        done = blender.add(i, j, prob)
+                        if done is not None:
+                            wq.put((done, valid_rows.pop(i)))
+                    bar.update(len(where))
+                    if errors:
+                        raise errors[0]
+            finally:
+                bar.close()
+                wq.put(_DONE)
+                wthread.join()
+            if errors:
+                raise errors[0]
+        finally:
+            dst.close()
+            if mask_dst is not None:
+                mask_dst.close()
+        to_cog(raw_out, tmp_out)
+        if raw_mask is not None and tmp_mask is not None:
+            to_cog(raw_mask, tmp_mask, resampling="nearest")
+    finally:
+        for p in (raw_out, raw_mask):
+            if p is not None and p.exists():
+                p.unlink()
+    return plan.n_tiles, model_seconds
+
+
+def _describe(
+    dst: rasterio.io.DatasetWriter,
+    mask_dst: rasterio.io.DatasetWriter | None,
+    tags: dict[str, str],
+    threshold: float,
+    as_float: bool,
+) -> None:
+    dst.update_tags(**tags)
+    dst.set_band_description(1, "road probability")
+    if not as_float:
+        # GDAL's scale lets QGIS and gdalinfo show true probabilities.
+        dst.scales = (1.0 / PROB_SCALE,)
+        dst.offsets = (0.0,)
+    if mask_dst is not None:
+        mask_dst.update_tags(**tags)
+        mask_dst.update_tags(ROADSEG_VALUE=f"1 = road (probability >= {threshold:g}), 0 = not road")
+        mask_dst.set_band_description(1, "road mask")
+        mask_dst.write_colormap(1, MASK_COLORMAP)
+
+
+# --------------------------------------------------------------------------- preview
+
+
+def write_preview(
+    src: rasterio.io.DatasetReader,
+    bands: tuple[int, ...],
+    normalizer: Normalizer,
+    prob_path: Path,
+    png_path: Path,
+    side: int = PREVIEW_SIDE,
+) -> None:
+    """A downsampled PNG of the image with road probabilities drawn in red.
+
+    Both reads are decimated by GDAL (overviews when present), so memory is
+    bounded by the preview size.
+    """
+    from PIL import Image
+    from rasterio.enums import Resampling
+
+    scale = max(src.width, src.height) / side
+    h = max(1, round(src.height / max(scale, 1.0)))
+    w = max(1, round(src.width / max(scale, 1.0)))
+    show = list(bands[:3]) if len(bands) >= 3 else [bands[0]] * 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        data = src.read(show, out_shape=(3, h, w), resampling=Resampling.average)
+    norm = Normalizer(
+        tuple(normalizer.low[bands.index(b)] for b in show),
+        tuple(normalizer.high[bands.index(b)] for b in show),
+        normalizer.method,
+    )
+    rgb = norm(np.moveaxis(data, 0, -1))
+    with rasterio.open(prob_path) as ds:
+        prob = ds.read(1, out_shape=(h, w), resampling=Resampling.average, masked=True)
+        scale_p = ds.scales[0] if ds.dtypes[0] == "uint8" else 1.0
+    alpha = np.clip(prob.filled(0).astype(np.float32) * scale_p, 0, 1)[..., None] * 0.85
+    red = np.array([1.0, 0.15, 0.1], dtype=np.float32)
+    out = rgb * (1 - alpha) + red * alpha
+    Image.fromarray(np.rint(out * 255).astype(np.uint8)).save(png_path, format="PNG")

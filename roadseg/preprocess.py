@@ -1,0 +1,171 @@
+"""Band selection, dtype handling and normalisation.
+
+Normalisation statistics are computed once for the whole raster, never per
+tile: per-tile statistics make neighbouring tiles disagree at their seams.
+uint8 imagery is divided by 255; every other dtype gets a per-band robust
+percentile stretch (2nd to 98th percentile) sampled from a decimated read of
+the whole raster, so it costs a bounded amount of memory whatever its size.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import rasterio
+from rasterio.enums import ColorInterp, Resampling
+
+from roadseg.errors import UnsupportedRasterError
+
+#: Longest side of the decimated read used for percentile statistics.
+STATS_SAMPLE_SIDE = 1024
+PERCENTILES = (2.0, 98.0)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-band linear map to [0, 1]: ``(x - low) / (high - low)``, clipped."""
+
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    method: str
+
+    def __call__(self, data: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """Normalise ``(..., bands)`` data to float32 in [0, 1].
+
+        Non-finite values are set to 0 (and should be marked invalid).
+        """
+        low = np.asarray(self.low, dtype=np.float32)
+        scale = 1.0 / np.maximum(np.asarray(self.high, dtype=np.float32) - low, 1e-12)
+        out = (data.astype(np.float32, copy=False) - low) * scale
+        np.clip(out, 0.0, 1.0, out=out)
+        out[~np.isfinite(out)] = 0.0
+        if valid is not None:
+            out[~valid] = 0.0
+        return out
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """Parse ``"1,2,3"`` into ``(1, 2, 3)``.
+
+    Raises:
+        ValueError: if the text is not a comma-separated list of positive integers.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        bands = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(
+            f"bands must be comma-separated band numbers like 1,2,3, got {text!r}"
+        ) from None
+    if any(b < 1 for b in bands):
+        raise ValueError(f"band numbers start at 1, got {text!r}")
+    return bands
+
+
+def select_bands(
+    src: rasterio.io.DatasetReader,
+    requested: Sequence[int] | None,
+    model_bands: int,
+    path: str | os.PathLike[str],
+) -> tuple[int, ...]:
+    """Choose which raster bands feed the model.
+
+    Without a request, a raster whose band count equals the model's is used
+    as it is, and an RGBA raster (alpha band last) drops its alpha band (GDAL
+    already treats alpha as the nodata mask).
+
+    Raises:
+        UnsupportedRasterError: the choice does not match the model or the raster.
+    """
+    name = os.fspath(path)
+    if requested is not None:
+        bad = [b for b in requested if b > src.count]
+        if bad:
+            raise UnsupportedRasterError(
+                f"{name} has {src.count} band(s); --bands asks for band {bad[0]}"
+            )
+        if len(requested) != model_bands:
+            raise UnsupportedRasterError(
+                f"--bands gives {len(requested)} band(s); the model expects {model_bands}"
+            )
+        return tuple(requested)
+    if src.count == model_bands:
+        return tuple(range(1, model_bands + 1))
+    interp = list(src.colorinterp)
+    if src.count == model_bands + 1 and interp and interp[-1] == ColorInterp.alpha:
+        return tuple(range(1, model_bands + 1))
+    hint = ""
+    if src.count == 1 and model_bands == 3:
+        hint = " Use --bands 1,1,1 to repeat the single band."
+    elif src.count > model_bands:
+        first = ",".join(str(i) for i in range(1, model_bands + 1))
+        hint = f" Choose {model_bands} with --bands, e.g. --bands {first}."
+    else:
+        hint = f" Repeat bands with --bands, e.g. --bands {','.join(['1'] * model_bands)}."
+    if src.count == 1 and src.colorinterp and src.colorinterp[0] == ColorInterp.palette:
+        hint = (
+            " It is a palette (colour-table) image; expand it first with "
+            "gdal_translate -expand rgb in.tif rgb.tif."
+        )
+    raise UnsupportedRasterError(
+        f"{name} has {src.count} band(s); the model expects {model_bands}.{hint}"
+    )
+
+
+def compute_normalizer(
+    src: rasterio.io.DatasetReader,
+    bands: Sequence[int],
+    method: str = "auto",
+) -> Normalizer:
+    """Normalisation for the whole raster, from a decimated sample.
+
+    Args:
+        src: open raster.
+        bands: the bands that feed the model.
+        method: ``"auto"`` (uint8: /255, else percentile stretch), ``"unit"``
+            (/255 whatever the dtype) or ``"percentile"``.
+
+    Raises:
+        UnsupportedRasterError: if the method is unknown.
+    """
+    dtype = src.dtypes[bands[0] - 1]
+    if method == "unit" or (method == "auto" and dtype == "uint8"):
+        n = len(bands)
+        return Normalizer((0.0,) * n, (255.0,) * n, "uint8/255")
+    if method not in ("auto", "percentile"):
+        raise UnsupportedRasterError(f"unknown normalisation {method!r} in the model file")
+    scale = max(src.width, src.height) / STATS_SAMPLE_SIDE
+    out_h = max(1, min(src.height, round(src.height / max(scale, 1.0))))
+    out_w = max(1, min(src.width, round(src.width / max(scale, 1.0))))
+    unique = sorted(set(bands))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sample = src.read(
+            unique,
+            out_shape=(len(unique), out_h, out_w),
+            resampling=Resampling.nearest,
+            masked=True,
+        )
+    lows: list[float] = []
+    highs: list[float] = []
+    for b in bands:
+        band = sample[unique.index(b)]
+        values = np.asarray(band.compressed(), dtype=np.float64)
+        values = values[np.isfinite(values)]
+        if values.size == 0:
+            lows.append(0.0)
+            highs.append(1.0)
+            continue
+        lo, hi = np.percentile(values, PERCENTILES)
+        if hi <= lo:  # a constant band: map it to mid-grey rather than divide by 0
+            lo, hi = lo - 1.0, lo + 1.0
+        lows.append(float(lo))
+        highs.append(float(hi))
+    return Normalizer(
+        tuple(lows), tuple(highs), f"percentile {PERCENTILES[0]:g}-{PERCENTILES[1]:g}"
+    )

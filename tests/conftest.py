@@ -1,0 +1,85 @@
+"""Shared fixtures: one factory for GeoTIFFs with a real CRS and transform."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+#: ../shared/data beside the repository: real imagery, absent on a user's clone.
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+#: A CRS with no EPSG code (Albers on WGS84, as in the SpaceNet custom-proj chip).
+CUSTOM_WKT = (
+    'PROJCS["custom_albers",GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,'
+    '298.257223563]],PRIMEM["Greenwich",0],UNIT["degree",0.0174532925199433]],'
+    'PROJECTION["Albers_Conic_Equal_Area"],PARAMETER["latitude_of_center",23],'
+    'PARAMETER["longitude_of_center",-96],PARAMETER["standard_parallel_1",29.5],'
+    'PARAMETER["standard_parallel_2",45.5],PARAMETER["false_easting",0],'
+    'PARAMETER["false_northing",0],UNIT["metre",1]]'
+)
+
+
+def shared(*parts: str) -> Path:
+    """A file under ../shared/data, or skip the test when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not present (real data lives in ../shared/data)")
+    return path
+
+
+@pytest.fixture
+def make_geotiff(tmp_path: Path) -> Callable[..., Path]:
+    """Factory: write ``data`` (bands, rows, cols) or (rows, cols) as a GeoTIFF.
+
+    Defaults: UTM 33N, 0.5 m pixels.
+    """
+    counter = iter(range(10**6))
+
+    def factory(
+        data: np.ndarray,
+        *,
+        name: str | None = None,
+        crs: Any = "EPSG:32633",
+        transform: Affine | None = None,
+        nodata: float | None = None,
+        **profile: Any,
+    ) -> Path:
+        arr = data if data.ndim == 3 else data[None]
+        path = tmp_path / (name or f"raster{next(counter)}.tif")
+        with rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=arr.shape[2],
+            height=arr.shape[1],
+            count=arr.shape[0],
+            dtype=arr.dtype,
+            crs=crs,
+            transform=transform or Affine(0.5, 0, 500000.0, 0, -0.5, 5500000.0),
+            nodata=nodata,
+            **profile,
+        ) as dst:
+            dst.write(arr)
+        return path
+
+    return factory
+
+
+@pytest.fixture
+def rgb_array() -> Callable[[int, int], np.ndarray]:
+    """Factory for a smooth-ish random uint8 RGB array (3, h, w)."""
+
+    def factory(height: int, width: int, seed: int = 0) -> np.ndarray:
+        rng = np.random.default_rng(seed)
+        return rng.integers(0, 256, size=(3, height, width), dtype=np.uint8)
+
+    return factory
