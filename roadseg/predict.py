@@ -524,7 +524,8 @@ def _run(
                     for (i, j), prob in zip(where, probs, strict=True):
                         done = blender.add(i, j, prob)
                         if done is not None:
-                            wq.put((done, valid_rows.pop(i)))
+                            # A tile row finishes fewer rows than it covers.
+                            wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
                     bar.update(len(where))
                     if errors:
                         raise errors[0]

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
+from rasterio.errors import RasterioIOError
 
 from roadseg.errors import UnsupportedRasterError
+from roadseg.raster_io import corrupt
 
 #: Longest side of the decimated read used for percentile statistics.
 STATS_SAMPLE_SIDE = 1024
@@ -145,12 +147,15 @@ def compute_normalizer(
     unique = sorted(set(bands))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sample = src.read(
-            unique,
-            out_shape=(len(unique), out_h, out_w),
-            resampling=Resampling.nearest,
-            masked=True,
-        )
+        try:
+            sample = src.read(
+                unique,
+                out_shape=(len(unique), out_h, out_w),
+                resampling=Resampling.nearest,
+                masked=True,
+            )
+        except RasterioIOError as exc:
+            raise corrupt(src.name, exc) from None
     lows: list[float] = []
     highs: list[float] = []
     for b in bands:

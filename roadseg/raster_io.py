@@ -80,6 +80,14 @@ def open_raster(path: str | os.PathLike[str]) -> rasterio.io.DatasetReader:
     return src
 
 
+def corrupt(name: str, exc: Exception) -> InvalidRasterError:
+    """The error for a raster whose pixels cannot be read."""
+    return InvalidRasterError(
+        f"{name} is corrupt or truncated: reading its pixels failed ({_gdal_reason(exc)}); "
+        "re-export or re-download it"
+    )
+
+
 def _gdal_reason(exc: Exception) -> str:
     text = " ".join(str(exc).split())
     return text[:200] if text else type(exc).__name__
@@ -240,8 +248,11 @@ def read_rows(
     c0, c1 = int(col_idx.min()), int(col_idx.max()) + 1
     window = Window(c0, r0, c1 - c0, r1 - r0)
     unique = sorted(set(bands))
-    block = src.read(unique, window=window)  # (b, h, w)
-    masks = src.read_masks(unique, window=window)
+    try:
+        block = src.read(unique, window=window)  # (b, h, w)
+        masks = src.read_masks(unique, window=window)
+    except RasterioIOError as exc:
+        raise corrupt(src.name, exc) from None
     pos = {b: i for i, b in enumerate(unique)}
     order = [pos[b] for b in bands]
     rr = (row_idx - r0)[:, None]

@@ -39,7 +39,21 @@ def cli() -> None:
     """
     # TensorFlow's C++ logging is noise for a CLI user; keep real errors.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    logging.basicConfig(format="roadseg: %(levelname)s: %(message)s", level=logging.WARNING)
+    logger = logging.getLogger("roadseg")
+    logger.handlers = [h for h in logger.handlers if not isinstance(h, _ClickHandler)]
+    logger.addHandler(_ClickHandler())
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
+class _ClickHandler(logging.Handler):
+    """Library warnings reach the user as one line on stderr."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"Warning: {record.getMessage()}", err=True)
 
 
 def _register() -> None:
