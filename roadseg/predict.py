@@ -30,6 +30,7 @@ import rasterio
 from roadseg import __version__
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.model import LoadedModel
+from roadseg.precision import PRECISIONS, resolve_precision, with_precision
 from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
 from roadseg.raster_io import (
     atomic_output,
@@ -67,6 +68,8 @@ class PredictOptions:
     mask_path: Path | None = None
     preview_path: Path | None = None
     as_float: bool = False
+    precision: str = "float32"
+    tta: str = "none"
     overwrite: bool = False
     progress: bool = False
 
@@ -115,22 +118,53 @@ def configure_devices() -> None:
             pass
 
 
-def make_infer_fn(model: Any, tile: int, bands: int) -> Callable[[np.ndarray], np.ndarray]:
+TTA_MODES = ("none", "flip", "d4")
+
+
+def _tta_transforms(tta: str) -> list[tuple[int, bool]]:
+    """(quarter turns, horizontal flip) pairs for test-time augmentation."""
+    if tta == "none":
+        return [(0, False)]
+    if tta == "flip":
+        return [(0, False), (0, True)]
+    if tta == "d4":
+        return [(k, f) for k in range(4) for f in (False, True)]
+    raise ValueError(f"tta must be one of {', '.join(TTA_MODES)}, got {tta!r}")
+
+
+def make_infer_fn(
+    model: Any, tile: int, bands: int, tta: str = "none"
+) -> Callable[[np.ndarray], np.ndarray]:
     """A compiled ``batch -> probabilities`` function for one tile size.
 
     ``tf.function`` around ``model(x, training=False)`` instead of
     ``model.predict`` in a loop, which is slow and leaks memory. The batch
     dimension is left open so the last, smaller batch needs no padding and no
-    retracing.
+    retracing. With test-time augmentation every transformed copy of the
+    batch goes through the model in one call and the inverse-transformed
+    outputs are averaged.
     """
     import tensorflow as tf
 
+    transforms = _tta_transforms(tta)
     spec = tf.TensorSpec([None, tile, tile, bands], tf.float32)
+
+    def forward(x: Any, k: int, flip: bool) -> Any:
+        if flip:
+            x = tf.reverse(x, axis=[2])
+        return tf.image.rot90(x, k) if k else x
+
+    def inverse(y: Any, k: int, flip: bool) -> Any:
+        y = tf.image.rot90(y, -k % 4) if k else y
+        return tf.reverse(y, axis=[2]) if flip else y
 
     @tf.function(input_signature=[spec], reduce_retracing=True)
     def _infer(x: Any) -> Any:
-        y = model(x, training=False)
-        return tf.cast(y[..., 0], tf.float32)
+        n = tf.shape(x)[0]
+        stacked = tf.concat([forward(x, k, f) for k, f in transforms], axis=0)
+        y = tf.cast(model(stacked, training=False), tf.float32)
+        parts = [inverse(y[i * n : (i + 1) * n], k, f) for i, (k, f) in enumerate(transforms)]
+        return tf.add_n(parts)[..., 0] / float(len(transforms))
 
     def infer(batch: np.ndarray) -> np.ndarray:
         return np.asarray(_infer(tf.constant(batch)))
@@ -203,9 +237,12 @@ def predict_raster(
             bands=bands,
             normalizer=normalizer,
         )
+        precision = "identity"
         if infer_fn is None:
             configure_devices()
-            infer_fn = make_infer_fn(model.model, tile, info.bands)
+            precision = resolve_precision(options.precision)
+            network = with_precision(model.model, precision)
+            infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
         tags = {
             "ROADSEG_VERSION": __version__,
             "ROADSEG_MODEL": model.path.name,
@@ -215,6 +252,8 @@ def predict_raster(
             "ROADSEG_BANDS": ",".join(str(b) for b in bands),
             "ROADSEG_NORMALIZATION": normalizer.method,
             "ROADSEG_THRESHOLD": f"{threshold:g}",
+            "ROADSEG_PRECISION": precision,
+            "ROADSEG_TTA": options.tta,
             "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
         }
         with (
@@ -246,6 +285,12 @@ def _check_options(options: PredictOptions, tile: int, threshold: float) -> None
         raise RoadsegError(str(exc)) from None
     if options.batch_size < 1:
         raise RoadsegError(f"batch size must be at least 1, got {options.batch_size}")
+    if options.tta not in TTA_MODES:
+        raise RoadsegError(f"tta must be one of {', '.join(TTA_MODES)}, got {options.tta!r}")
+    if options.precision not in PRECISIONS:
+        raise RoadsegError(
+            f"precision must be one of {', '.join(PRECISIONS)}, got {options.precision!r}"
+        )
     if not 0.0 < threshold < 1.0:
         raise RoadsegError(f"threshold must lie between 0 and 1, got {threshold}")
 

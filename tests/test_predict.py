@@ -212,3 +212,26 @@ def test_nodata_pixels_map_exactly_across_tile_rows(make_geotiff, tmp_path) -> N
     with rasterio.open(out) as ds:
         got = ds.read(1)
     np.testing.assert_array_equal(got == -1.0, holes)
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "d4"])
+def test_tta_averages_inverse_transformed_outputs(tta) -> None:
+    keras = pytest.importorskip("keras")
+    from roadseg.predict import _tta_transforms, make_infer_fn
+
+    inp = keras.Input((None, None, 3))
+    out = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)(inp)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=(3, 3, 3, 1)).astype("float32")])
+    x = rng.random((2, 16, 16, 3), dtype=np.float32)
+    got = make_infer_fn(model, 16, 3, tta)(x)
+    expected = np.zeros((2, 16, 16), dtype=np.float32)
+    for k, flip in _tta_transforms(tta):
+        xt = x[:, :, ::-1] if flip else x
+        xt = np.rot90(xt, k, axes=(1, 2))
+        yt = np.asarray(model(np.ascontiguousarray(xt)))[..., 0]
+        yt = np.rot90(yt, -k, axes=(1, 2))
+        expected += yt[:, :, ::-1] if flip else yt
+    expected /= len(_tta_transforms(tta))
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -75,6 +75,20 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     is_flag=True,
     help="Store float32 probabilities (nodata -1) instead of uint8.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    default="auto",
+    show_default=True,
+    help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
+)
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "flip", "d4"]),
+    default="none",
+    show_default=True,
+    help="Test-time augmentation: average over a flip (2x cost) or all 8 flips/rotations (8x).",
+)
 @overwrite_opt
 @quiet_opt
 def predict(
@@ -89,6 +103,8 @@ def predict(
     mask_path: str | None,
     preview_path: str | None,
     as_float: bool,
+    precision: str,
+    tta: str,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -135,6 +151,8 @@ def predict(
         mask_path=Path(mask_path) if mask_path else None,
         preview_path=Path(preview_path) if preview_path else None,
         as_float=as_float,
+        precision=precision,
+        tta=tta,
         overwrite=overwrite,
         progress=show_progress(quiet),
     )
