@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
+import threading
 
 import click
 
@@ -44,6 +46,13 @@ def cli() -> None:
     logger.addHandler(_ClickHandler())
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out.
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 class _ClickHandler(logging.Handler):
