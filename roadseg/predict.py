@@ -218,10 +218,10 @@ def predict_raster(
             f"the model only takes {fixed}x{fixed} tiles; use --tile-size {fixed}"
         )
 
-    with gdal_env(), open_raster(input_path) as src:
+    with gdal_env(), open_raster(input_path, expand_palette=True) as src:
         check_dtype(src, input_path)
         bands = select_bands(src, options.bands, info.bands, input_path)
-        if src.crs is None:
+        if src.crs is None and not src.gcps[1]:
             log.warning(
                 "%s has no CRS; the output is written on the same pixel grid without one",
                 input_path.name,
@@ -257,9 +257,9 @@ def predict_raster(
             "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
         }
         with (
-            atomic_output(output_path) as tmp_out,
-            _maybe_atomic(options.mask_path) as tmp_mask,
-            _maybe_atomic(options.preview_path) as tmp_preview,
+            atomic_output(output_path, overwrite=options.overwrite) as tmp_out,
+            _maybe_atomic(options.mask_path, options.overwrite) as tmp_mask,
+            _maybe_atomic(options.preview_path, options.overwrite) as tmp_preview,
         ):
             tiles, model_seconds = _run(
                 src, plan, infer_fn, tmp_out, tmp_mask, threshold, options, tags
@@ -303,8 +303,8 @@ def _fixed_tile(model: LoadedModel) -> int | None:
 class _maybe_atomic:
     """``atomic_output`` for an optional path (yields None when there is none)."""
 
-    def __init__(self, path: Path | None) -> None:
-        self._cm = atomic_output(path) if path is not None else None
+    def __init__(self, path: Path | None, overwrite: bool) -> None:
+        self._cm = atomic_output(path, overwrite=overwrite) if path is not None else None
 
     def __enter__(self) -> Path | None:
         return self._cm.__enter__() if self._cm is not None else None
@@ -646,7 +646,10 @@ def write_preview(
         normalizer.method,
     )
     rgb = norm(np.moveaxis(data, 0, -1))
-    with rasterio.open(prob_path) as ds:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        ds = rasterio.open(prob_path)
+    with ds:
         prob = ds.read(1, out_shape=(h, w), resampling=Resampling.average, masked=True)
         scale_p = ds.scales[0] if ds.dtypes[0] == "uint8" else 1.0
     alpha = np.clip(prob.filled(0).astype(np.float32) * scale_p, 0, 1)[..., None] * 0.85

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 import rasterio
 from rasterio.enums import ColorInterp, Resampling
-from rasterio.errors import RasterioIOError
+from rasterio.errors import RasterioError
 
 from roadseg.errors import UnsupportedRasterError
-from roadseg.raster_io import corrupt
+from roadseg.raster_io import corrupt, display_name
 
 #: Longest side of the decimated read used for percentile statistics.
 STATS_SAMPLE_SIDE = 1024
@@ -38,13 +38,18 @@ class Normalizer:
     def __call__(self, data: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
         """Normalise ``(..., bands)`` data to float32 in [0, 1].
 
-        Non-finite values are set to 0 (and should be marked invalid).
+        Non-finite values are set to 0 (and should be marked invalid). 64-bit
+        data is stretched in float64, so values beyond float32's range (or
+        its precision) do not overflow.
         """
-        low = np.asarray(self.low, dtype=np.float32)
-        scale = 1.0 / np.maximum(np.asarray(self.high, dtype=np.float32) - low, 1e-12)
-        out = (data.astype(np.float32, copy=False) - low) * scale
+        wide = np.float64 if data.dtype.itemsize == 8 else np.float32
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            low = np.asarray(self.low, dtype=wide)
+            scale = 1.0 / np.maximum(np.asarray(self.high, dtype=wide) - low, 1e-12)
+            out = (data.astype(wide, copy=False) - low) * scale
         np.clip(out, 0.0, 1.0, out=out)
         out[~np.isfinite(out)] = 0.0
+        out = out.astype(np.float32, copy=False)
         if valid is not None:
             out[~valid] = 0.0
         return out
@@ -134,6 +139,7 @@ def compute_normalizer(
 
     Raises:
         UnsupportedRasterError: if the method is unknown.
+        InvalidRasterError: the pixels cannot be read (corrupt or truncated).
     """
     dtype = src.dtypes[bands[0] - 1]
     if method == "unit" or (method == "auto" and dtype == "uint8"):
@@ -154,19 +160,23 @@ def compute_normalizer(
                 resampling=Resampling.nearest,
                 masked=True,
             )
-        except RasterioIOError as exc:
-            raise corrupt(src.name, exc) from None
+        except (RasterioError, OSError) as exc:
+            raise corrupt(display_name(src), exc) from None
     lows: list[float] = []
     highs: list[float] = []
     for b in bands:
         band = sample[unique.index(b)]
-        values = np.asarray(band.compressed(), dtype=np.float64)
+        with np.errstate(invalid="ignore"):  # signalling NaNs (corrupt data) warn on cast
+            values = np.asarray(band.compressed(), dtype=np.float64)
         values = values[np.isfinite(values)]
         if values.size == 0:
             lows.append(0.0)
             highs.append(1.0)
             continue
-        lo, hi = np.percentile(values, PERCENTILES)
+        with np.errstate(over="ignore", invalid="ignore"):
+            lo, hi = np.percentile(values, PERCENTILES)
+        if not (np.isfinite(lo) and np.isfinite(hi)):  # a range wider than float64 holds
+            lo, hi = values.min(), values.max()
         if hi <= lo:  # a constant band: map it to mid-grey rather than divide by 0
             lo, hi = lo - 1.0, lo + 1.0
         lows.append(float(lo))
