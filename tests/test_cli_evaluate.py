@@ -175,3 +175,25 @@ def test_help_teaches() -> None:
     assert result.exit_code == 0
     for fragment in ("relaxed precision", "rho", "pixels", "Examples", "--curve", "--json"):
         assert fragment in result.output
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+def test_vector_truth_scores_the_network() -> None:
+    mask, lines = SAMPLE / "sample_mask.tif", SAMPLE / "sample_centerlines.geojson"
+    result = run(str(mask), str(lines), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["centerlines"]["completeness"] >= 0.95
+    assert report["centerlines"]["correctness"] >= 0.95
+    assert report["pred_from_raster"] is True
+    table = run(str(mask), str(lines), "--buffer", "3")
+    assert table.exit_code == 0 and "completeness (buffer 3 m)" in table.output
+
+
+def test_vector_truth_that_is_not_a_vector_file_fails_in_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "truth.geojson"
+    bad.write_text("not json")
+    result = run(str(SAMPLE / "sample_mask.tif"), str(bad))
+    assert_one_line_error(result, "truth.geojson")

@@ -163,3 +163,47 @@ def test_python_dash_m_runs():
     )
     assert proc.returncode == 0
     assert "predict" in proc.stdout
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_data" / "sample.tif"
+
+
+def _count_lines(gpkg: Path) -> int:
+    import sqlite3
+
+    with sqlite3.connect(gpkg) as db:
+        return db.execute("SELECT COUNT(*) FROM roads").fetchone()[0]
+
+
+def test_predict_vectorize_writes_the_network_vectorize_would(tmp_path):
+    src = tmp_path / "scene.tif"
+    src.write_bytes(SAMPLE.read_bytes())
+    result = invoke("predict", src, "--vectorize")
+    assert result.exit_code == 0, result.output
+    same_run = tmp_path / "scene_roads.gpkg"
+    assert same_run.exists() and str(same_run) in result.output
+    separate = tmp_path / "separate.gpkg"
+    again = invoke("vectorize", tmp_path / "scene_roads.tif", "-o", separate)
+    assert again.exit_code == 0, again.output
+    assert _count_lines(same_run) == _count_lines(separate) > 0
+
+
+@pytest.mark.parametrize(
+    ("vector", "exists", "words"),
+    [("roads.shp", False, ["'.shp'", ".gpkg"]), ("roads.gpkg", True, ["already exists"])],
+)
+def test_predict_vectorize_checks_its_path_before_predicting(
+    vector, exists, words, make_geotiff, rgb_array, tiny_model, tmp_path
+):
+    src = make_geotiff(rgb_array(40, 40))
+    out = tmp_path / "o.tif"
+    target = tmp_path / vector
+    if exists:
+        target.write_bytes(b"keep me")
+    result = invoke("predict", src, "-o", out, "--model", tiny_model, "--vectorize", target)
+    assert_clean_failure(result, *words, code=result.exit_code)
+    assert result.exit_code != 0
+    assert not out.exists()
+    assert target.exists() == exists
+    if exists:
+        assert target.read_bytes() == b"keep me"

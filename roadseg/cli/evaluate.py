@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -43,19 +45,32 @@ MAX_RHO = 100.0
     default=None,
     help="Also write every metric at every threshold to this CSV file.",
 )
+@click.option(
+    "--buffer",
+    "buffer_m",
+    type=click.FloatRange(0.0, 1000.0, min_open=True),
+    default=2.0,
+    show_default=True,
+    help="Vector TRUTH only: how far (metres) a line may lie from the other network and "
+    "still count as matched, for completeness, correctness and quality.",
+)
 @overwrite_opt
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no 'Wrote' note.")
+@click.pass_context
 def evaluate(
+    ctx: click.Context,
     pred: str,
     truth: str,
     threshold: float,
     rho: float,
     as_json: bool,
     curve_path: str | None,
+    buffer_m: float,
     overwrite: bool,
     quiet: bool,
 ) -> None:
-    """Compare PRED, a road prediction, with TRUTH, a road mask of the same grid.
+    """Compare PRED, a road prediction, with TRUTH, a road mask of the same grid
+    or a road network (GeoJSON/GeoPackage centerlines).
 
     \b
     Metrics (road pixels at --threshold):
@@ -79,16 +94,30 @@ def evaluate(
     (a nodata value of 0 is not: in a mask 0 means "no road").
     PNG and JPEG work too; the two rasters must have the same size.
 
+    With vector TRUTH (.geojson, .json, .gpkg LineStrings), PRED is a road
+    network (.gpkg/.geojson from 'roadseg vectorize') or a raster that is
+    vectorized on the fly with vectorize's defaults. Reported, in metres
+    whatever the CRS: completeness (share of true length within --buffer of
+    PRED), correctness (share of PRED length within --buffer of the truth),
+    quality (Wiedemann et al. 1998), junctions matched within 4 m, and APLS
+    (SpaceNet's average path length similarity).
+
     \b
     Examples:
       roadseg evaluate tile_roads.tif tile_mask.tif
+      roadseg evaluate tile_roads.gpkg centerlines.geojson --buffer 3
       roadseg evaluate tile_roads.tif tile_mask.tif --rho 0 --threshold 0.4
       roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
       roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
     """
     from roadseg.metrics import evaluate_rasters, write_curve_csv
     from roadseg.raster_io import check_output
+    from roadseg.vector_metrics import VECTOR_SUFFIXES
 
+    if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
+        given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+        _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
+        return
     if curve_path is not None:  # fail before the work, not after it
         check_output(curve_path, overwrite=overwrite, inputs=(pred, truth), what="curve CSV")
     # A later --model/--data mode scores a whole dataset with the same report.
@@ -103,6 +132,44 @@ def evaluate(
         click.echo(format_table(result, {"pred": pred, "truth": truth}))
     if curve_path is not None and not quiet:
         click.echo(f"Wrote {curve_path} ({len(result.curve)} thresholds)", err=True)
+
+
+def _evaluate_network(
+    pred: str, truth: str, threshold: float | None, buffer_m: float, as_json: bool
+) -> None:
+    """Centerline, junction and APLS scores against vector ground truth."""
+    from roadseg.vector_metrics import evaluate_centerlines
+    from roadseg.vectorize import VectorizeOptions
+
+    result = evaluate_centerlines(
+        pred, truth, buffer_m=buffer_m, options=VectorizeOptions(threshold=threshold)
+    )
+    if as_json:
+        report = {"pred": pred, "truth": truth, **dataclasses.asdict(result)}
+        click.echo(json.dumps(report, indent=2))
+        return
+    c, j, a = result.centerlines, result.junctions, result.apls
+    source = "vectorized from the raster" if result.pred_from_raster else "lines"
+    rows = [
+        f"pred   {pred} ({result.pred_lines} {source}, {c.pred_length_m / 1000:.3f} km)",
+        f"truth  {truth} ({result.truth_lines} lines, {c.truth_length_m / 1000:.3f} km)",
+        "",
+    ]
+    rows += [
+        f"{name:<28}{value}"
+        for name, value in (
+            (f"completeness (buffer {c.buffer_m:g} m)", _num(c.completeness)),
+            (f"correctness (buffer {c.buffer_m:g} m)", _num(c.correctness)),
+            ("quality", _num(c.quality)),
+            (
+                f"junctions (within {j.radius_m:g} m)",
+                f"{j.matched_truth} of {j.truth_junctions} true matched, "
+                f"{j.matched_pred} of {j.pred_junctions} predicted",
+            ),
+            ("APLS", _num(a.apls)),
+        )
+    ]
+    click.echo("\n".join(rows))
 
 
 def _num(value: float) -> str:

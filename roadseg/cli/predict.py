@@ -89,6 +89,16 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     show_default=True,
     help="Test-time augmentation: average over a flip (2x cost) or all 8 flips/rotations (8x).",
 )
+@click.option(
+    "--vectorize",
+    "vector_path",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[PATH]",
+    help="Also write the road centerlines (as 'roadseg vectorize' does, default options) "
+    "to PATH: .gpkg or .geojson. Without PATH: <input stem>_roads.gpkg beside the input.",
+)
 @overwrite_opt
 @quiet_opt
 def predict(
@@ -105,6 +115,7 @@ def predict(
     as_float: bool,
     precision: str,
     tta: str,
+    vector_path: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -126,6 +137,7 @@ def predict(
       roadseg predict ortho.tif -o roads.tif --mask mask.tif --preview roads.png
       roadseg predict pan.tif --bands 1,1,1          # single-band imagery
       roadseg predict big.tif --batch-size 32 --quiet
+      roadseg predict ortho.tif --vectorize roads.gpkg    # centerlines too
     """
     from roadseg.model import load_model
     from roadseg.predict import PredictOptions, predict_raster
@@ -141,6 +153,7 @@ def predict(
         raise click.BadParameter("must be a non-negative even number", param_hint="--overlap")
     src = Path(input_path)
     out = Path(output) if output else src.with_name(f"{src.stem}_roads.tif")
+    vectors = _vector_path(src, out, vector_path, overwrite)
     loaded = load_model(model)
     options = PredictOptions(
         tile_size=tile_size,
@@ -168,3 +181,36 @@ def predict(
             click.echo(f"Wrote {result.mask} (threshold {result.threshold:g})", err=True)
         if result.preview:
             click.echo(f"Wrote {result.preview}", err=True)
+    if vectors is not None:
+        from roadseg.vectorize import VectorizeOptions, vectorize_raster
+
+        vec = vectorize_raster(
+            out,
+            vectors,
+            VectorizeOptions(
+                threshold=result.threshold, overwrite=overwrite, progress=show_progress(quiet)
+            ),
+        )
+        if not quiet:
+            click.echo(
+                f"Wrote {vec.output}: {vec.lines} lines, {vec.length_m / 1000:.2f} km, "
+                f"{vec.junctions} junctions",
+                err=True,
+            )
+
+
+def _vector_path(src: Path, out: Path, value: str | None, overwrite: bool) -> Path | None:
+    """The --vectorize output, checked before any pixel is predicted."""
+    if value is None:
+        return None
+    from roadseg.raster_io import check_output
+    from roadseg.vector_io import output_format
+
+    path = Path(value) if value else src.with_name(f"{src.stem}_roads.gpkg")
+    output_format(path)
+    if path.resolve() == out.resolve():
+        raise click.BadParameter(
+            "must differ from the probability output", param_hint="--vectorize"
+        )
+    check_output(path, overwrite=overwrite, inputs=(src,), what="vector output")
+    return path
