@@ -1,0 +1,415 @@
+"""``roadseg train``: train or fine-tune a road model on image/mask pairs."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from roadseg.cli.options import overwrite_opt, quiet_opt, show_progress
+
+if TYPE_CHECKING:  # pragma: no cover
+    from roadseg.train import EpochReport, RunStart, TrainResult
+
+PRESET_NAMES = ("default", "paper")
+PRECISION_NAMES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _int_list(text: str, what: str, count: int | None = None) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
+    if count is not None and len(values) != count:
+        raise click.BadParameter(f"{what} needs {count} values, got {len(values)} in {text!r}")
+    return values
+
+
+def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    widths = _int_list(value, "--filters", 4)
+    if any(w < 1 for w in widths):
+        raise click.BadParameter(f"widths must be positive, got {value!r}")
+    return widths
+
+
+def _road_color(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    text = value.strip()
+    if re.fullmatch(r"#?[0-9a-fA-F]{6}", text):
+        text = text.lstrip("#")
+        return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))
+    rgb = _int_list(text, "--road-color", 3)
+    if any(not 0 <= c <= 255 for c in rgb):
+        raise click.BadParameter(f"colour values must lie in 0-255, got {value!r}")
+    return rgb
+
+
+def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    from roadseg.preprocess import parse_bands
+
+    try:
+        return parse_bands(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return value
+
+
+@click.command(short_help="Train or fine-tune a road model on image/mask pairs.")
+@click.option(
+    "--data",
+    "data",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Dataset folder (see the layouts above). Required unless --resume.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default="roadseg_model.keras",
+    show_default=True,
+    help="Model file to write.",
+)
+@click.option(
+    "--run-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Checkpoints, logs and curves. Default: <output stem>_run/ beside the output.",
+)
+@click.option(
+    "--preset",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping. "
+    "paper: the ResUNet paper exactly (MSE, SGD, lr 0.001 /10 every 20 epochs, 50 epochs, "
+    "batch 8, 3750 steps, no augmentation).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 50.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 8.")
+@click.option(
+    "--steps-per-epoch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Batches per epoch. Default: one pass over the training pixels (paper: 3750).",
+)
+@click.option(
+    "--val-steps",
+    type=click.IntRange(min=1),
+    default=25,
+    show_default=True,
+    help="Validation batches per epoch (the same crops every epoch).",
+)
+@click.option(
+    "--lr",
+    type=float,
+    default=None,
+    callback=_positive,
+    help="Initial learning rate. Default: 0.001 (0.0003 with --init).",
+)
+@click.option(
+    "--filters",
+    callback=_filters,
+    default=None,
+    help="Four encoder widths. Default 64,128,256,512 (the paper); 16,32,64,128 is 16x "
+    "cheaper (the bundled model's width).",
+)
+@click.option(
+    "--tile-size",
+    type=int,
+    default=None,
+    help="Crop side in pixels, a multiple of 8. Default: the --init model's, else 224.",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISION_NAMES),
+    default="auto",
+    show_default=True,
+    help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
+)
+@click.option(
+    "--init",
+    "init",
+    default=None,
+    metavar="MODEL",
+    help="Fine-tune from this model file, or 'default' for the bundled model.",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the interrupted run in the run folder (epoch, optimizer, schedule).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of split, crops, weights."
+)
+@click.option(
+    "--road-color",
+    callback=_road_color,
+    default=None,
+    metavar="R,G,B",
+    help="Road class colour in multi-class colour masks, e.g. 110,193,228 or #6EC1E4.",
+)
+@click.option(
+    "--road-value",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Road class value in multi-class index masks.",
+)
+@click.option(
+    "--gsd",
+    type=float,
+    default=None,
+    callback=_positive,
+    metavar="M",
+    help="Ground sample distance of the data in metres, for images without georeferencing.",
+)
+@click.option(
+    "--road-width-m",
+    type=float,
+    default=4.0,
+    show_default=True,
+    callback=_positive,
+    metavar="M",
+    help="Width of the road band drawn around SpaceNet centerlines.",
+)
+@click.option(
+    "--bands",
+    callback=_bands,
+    default=None,
+    help="Image bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1.",
+)
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+    default=0.15,
+    show_default=True,
+    help="Share of pairs held out when the layout has no validation split.",
+)
+@click.option(
+    "--patience",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Stop after this many epochs without a better validation loss; 0 = never. "
+    "Default: 10 (paper: 0).",
+)
+@click.option("--no-augment", is_flag=True, help="No flips, rotations, scale or colour changes.")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Only list what was found (pairs, splits, sizes, problems); train nothing.",
+)
+@overwrite_opt
+@quiet_opt
+def train(
+    data: str | None,
+    output: str,
+    run_dir: str | None,
+    preset: str,
+    epochs: int | None,
+    batch_size: int | None,
+    steps_per_epoch: int | None,
+    val_steps: int,
+    lr: float | None,
+    filters: tuple[int, ...] | None,
+    tile_size: int | None,
+    precision: str,
+    init: str | None,
+    resume: bool,
+    seed: int,
+    road_color: tuple[int, int, int] | None,
+    road_value: int | None,
+    gsd: float | None,
+    road_width_m: float,
+    bands: tuple[int, ...] | None,
+    val_fraction: float,
+    patience: int | None,
+    no_augment: bool,
+    check: bool,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Train a road model on image/mask pairs and write it as a .keras file.
+
+    \b
+    Layouts recognised in --data, without flags:
+      images/ + masks/       matching file names (GeoTIFF, PNG, JPEG), at any
+                             depth: train/images, images/train, 'Tile 1/images'
+      side by side           <name>.tif + <name>_mask.tif (roadseg.synthetic's output)
+      DeepGlobe Road         <id>_sat.jpg + <id>_mask.png
+      Massachusetts Roads    sat/*.tiff + map/*.tif, or train/ + train_labels/,
+                             val/ + val_labels/, test/ + test_labels/
+      SpaceNet 3             PS-RGB/*_img<N>.tif + geojson_roads/*_img<N>.geojson
+                             (lines drawn --road-width-m wide)
+
+    Masks may be 0/255 or 0/1, one band or RGB. For multi-class masks say
+    which class is road with --road-color or --road-value; --check shows the
+    colours found. The layout's validation split is used if it has one, else
+    a seeded one (whole folders such as 'Tile 3' when the data comes in
+    folders of neighbouring images).
+
+    Training reads random crops from disk (never the whole dataset), keeps
+    checkpoints of the last and best epoch in the run folder, a CSV log and
+    curves.png, and at the end stores the threshold that maximises F1 on the
+    validation crops, the validation metrics and a description of the data
+    in the model file.
+
+    \b
+    Examples:
+      roadseg train --data mydata --check
+      roadseg train --data deepglobe/train --init default -o deepglobe.keras
+      roadseg train --data dubai --road-color 110,193,228 --gsd 1.5 --filters 16,32,64,128
+      roadseg train --data mass_roads --preset paper -o paper.keras
+      roadseg train --data deepglobe/train -o deepglobe.keras --resume
+    """
+    from roadseg.data import LabelRule, scan_dataset
+    from roadseg.errors import DatasetError
+
+    if road_color is not None and road_value is not None:
+        raise click.BadParameter("give --road-color or --road-value, not both")
+    if tile_size is not None and (tile_size < 8 or tile_size % 8):
+        raise click.BadParameter(
+            f"{tile_size} is not a multiple of 8 (the network halves the image three times)",
+            param_hint="--tile-size",
+        )
+    if data is None and not resume:
+        raise click.UsageError("--data DIR is required (the folder of image/mask pairs)")
+    if init is not None and init != "default" and not Path(init).is_file():
+        raise click.BadParameter(
+            f"{init} does not exist; give a model file or 'default'", param_hint="--init"
+        )
+    if not output.endswith(".keras"):
+        raise click.BadParameter(f"{output} must end in .keras", param_hint="--output")
+
+    rule = LabelRule(road_color, road_value, road_width_m)
+    if check:
+        if data is None:
+            raise click.UsageError("--check needs --data DIR")
+        report = scan_dataset(
+            data,
+            rule=rule,
+            bands=bands,
+            model_bands=len(bands) if bands else 3,
+            gsd=gsd,
+            val_fraction=val_fraction,
+            seed=seed,
+            tile_size=tile_size or 224,
+        )
+        click.echo(report.describe())
+        if report.errors:
+            raise DatasetError(
+                f"{len(report.errors)} problem(s) in {data}; fix them and run --check again"
+            )
+        return
+
+    from roadseg.train import TrainConfig
+    from roadseg.train import train as run_training
+
+    config = TrainConfig(
+        data=Path(data) if data is not None else Path("."),
+        output=Path(output),
+        run_dir=Path(run_dir) if run_dir else None,
+        preset=preset,
+        epochs=epochs,
+        batch_size=batch_size,
+        steps_per_epoch=steps_per_epoch,
+        val_steps=val_steps,
+        lr=lr,
+        filters=filters,
+        tile_size=tile_size,
+        precision=precision,
+        init=init,
+        seed=seed,
+        road_color=road_color,
+        road_value=road_value,
+        road_width_m=road_width_m,
+        gsd=gsd,
+        bands=bands,
+        val_fraction=val_fraction,
+        patience=patience,
+        augment=False if no_augment else None,
+        overwrite=overwrite,
+    )
+    result = run_training(
+        config,
+        resume=resume,
+        progress=show_progress(quiet),
+        on_start=None if quiet else _echo_start,
+        on_epoch=None if quiet else _echo_epoch,
+    )
+    if not quiet:
+        _echo_result(result)
+
+
+def _echo_start(start: RunStart) -> None:
+    plan = start.plan
+    report = start.report
+    click.echo(f"Data: {report.summary()}", err=True)
+    for note in report.notes:
+        click.echo(f"Note: {note}", err=True)
+    widths = ",".join(str(f) for f in plan.filters)
+    precision = plan.policy.replace("mixed_", "")
+    line = (
+        f"Training a {widths} ResUNet ({plan.preset.name} preset, {precision}) on "
+        f"{plan.tile} px crops: {plan.epochs} epochs x {plan.steps_per_epoch} steps x "
+        f"batch {plan.batch_size}"
+    )
+    if start.initial_epoch:
+        line += f", resuming after epoch {start.initial_epoch}"
+    if plan.init_info:
+        line += f", from {Path(plan.init_info['path']).name}"
+    click.echo(line, err=True)
+    click.echo(f"Run folder: {start.run_dir}", err=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+def _echo_epoch(epoch: EpochReport) -> None:
+    logs = epoch.logs
+    parts = [
+        f"epoch {epoch.epoch}/{epoch.epochs}",
+        f"loss {_fmt(logs.get('loss'))}",
+        f"val_loss {_fmt(logs.get('val_loss'))}",
+        f"val_iou {_fmt(logs.get('val_iou'))}",
+        f"{epoch.seconds:.0f} s",
+    ]
+    click.echo(" | ".join(parts) + (" *best*" if epoch.best else ""), err=True)
+
+
+def _echo_result(result: TrainResult) -> None:
+    m = result.metrics
+
+    def f(key: str) -> str:
+        value = m.get(key)
+        return "-" if value is None else f"{value:.3f}"
+
+    stop = " (early stop)" if result.stopped_early else ""
+    click.echo(
+        f"Trained {result.epochs_done} epochs{stop}; kept epoch {result.best_epoch}", err=True
+    )
+    click.echo(
+        f"Validation ({m.get('crops')} crops) at threshold {result.info.threshold:g}: "
+        f"F1 {f('f1')}, IoU {f('iou')}, precision {f('precision')}, recall {f('recall')}, "
+        f"relaxed P/R {f('relaxed_precision')}/{f('relaxed_recall')}",
+        err=True,
+    )
+    if result.skipped:
+        click.echo(
+            f"Skipped {sum(result.skipped.values())} failed reads of {len(result.skipped)} "
+            f"file(s); see {result.run_dir / 'skipped.csv'}",
+            err=True,
+        )
+    click.echo(f"Wrote {result.model_path}", err=True)
