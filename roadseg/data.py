@@ -696,23 +696,13 @@ def _open(path: Path) -> rasterio.io.DatasetReader:
 
 
 def pixel_size_m(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
-    """Metres per pixel along x and y, or None if the raster is not georeferenced.
+    """Metres on the ground per pixel along x and y, or None if the raster is
+    not georeferenced (measured as ``roadseg predict`` measures its inputs, so
+    a model's recorded GSD and an input's GSD compare like with like; see
+    :func:`roadseg.resample.pixel_size_on_ground`)."""
+    from roadseg.resample import pixel_size_on_ground
 
-    Geographic CRSs are converted at the raster's centre latitude.
-    """
-    if src.crs is None or src.transform.is_identity:
-        return None
-    t = src.transform
-    sx = math.hypot(t.a, t.d)
-    sy = math.hypot(t.b, t.e)
-    if src.crs.is_geographic:
-        lat = (src.bounds.top + src.bounds.bottom) / 2.0
-        return sx * 111_320.0 * math.cos(math.radians(lat)), sy * 110_574.0
-    try:
-        _, factor = src.crs.linear_units_factor
-    except Exception:  # CRS without linear units: not usable for a GSD
-        return None
-    return sx * factor, sy * factor
+    return pixel_size_on_ground(src)
 
 
 def _colormap_lut(src: rasterio.io.DatasetReader) -> np.ndarray | None:

@@ -18,6 +18,14 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
         raise click.BadParameter(str(exc)) from None
 
 
+def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    import math
+
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"must be a positive number of metres per pixel, got {value}")
+    return value
+
+
 @click.command(short_help="Road probability GeoTIFF for an image.")
 @click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
 @click.option(
@@ -90,6 +98,25 @@ def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tup
     help="Test-time augmentation: average over a flip (2x cost) or all 8 flips/rotations (8x).",
 )
 @click.option(
+    "--gsd",
+    type=float,
+    default=None,
+    callback=_gsd,
+    metavar="METRES",
+    help="Ground sample distance of INPUT in metres per pixel. Needed for images without "
+    "georeferencing (PNG, JPEG, plain TIFF) to be matched to the model; on a georeferenced "
+    "image it overrides the pixel size read from it (with a warning if they differ).",
+)
+@click.option(
+    "--resample/--no-resample",
+    default=True,
+    show_default=True,
+    help="When the model records the GSD it was trained at and INPUT's differs by more than "
+    "5%, read INPUT resampled to the model's GSD and write the results back on INPUT's grid. "
+    "A model trained at 1 m sees roads in 0.3 m imagery as three times too wide. "
+    "--no-resample reads INPUT as it is.",
+)
+@click.option(
     "--vectorize",
     "vector_path",
     is_flag=False,
@@ -115,6 +142,8 @@ def predict(
     as_float: bool,
     precision: str,
     tta: str,
+    gsd: float | None,
+    resample: bool,
     vector_path: str | None,
     overwrite: bool,
     quiet: bool,
@@ -131,6 +160,12 @@ def predict(
     uint8 images are scaled by 1/255; 16-bit and float images get a 2-98
     percentile stretch over the whole raster.
 
+    A model trained by 'roadseg train' records the ground sample distance
+    (GSD, metres per pixel) of its training data. When INPUT's GSD is known
+    (from its georeferencing, or --gsd) and differs from it by more than 5%,
+    INPUT is read resampled to the model's GSD and the results are written
+    back on INPUT's grid; the output tag ROADSEG_RESAMPLED_GSD says so.
+
     \b
     Examples:
       roadseg predict ortho.tif
@@ -138,9 +173,11 @@ def predict(
       roadseg predict pan.tif --bands 1,1,1          # single-band imagery
       roadseg predict big.tif --batch-size 32 --quiet
       roadseg predict ortho.tif --vectorize roads.gpkg    # centerlines too
+      roadseg predict photo.png --gsd 0.3           # no georeferencing: state the GSD
     """
     from roadseg.model import load_model
-    from roadseg.predict import PredictOptions, predict_raster
+    from roadseg.predict import PredictOptions
+    from roadseg.resample import predict_at_model_gsd
 
     if batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
@@ -169,7 +206,7 @@ def predict(
         overwrite=overwrite,
         progress=show_progress(quiet),
     )
-    result = predict_raster(src, out, loaded, options)
+    result = predict_at_model_gsd(src, out, loaded, options, gsd=gsd, resample=resample)
     if not quiet:
         rate = result.tiles / result.seconds if result.seconds else 0.0
         click.echo(
@@ -177,6 +214,13 @@ def predict(
             f"{rate:.1f} tiles/s)",
             err=True,
         )
+        if "ROADSEG_RESAMPLED_GSD" in result.tags:
+            click.echo(
+                f"  read at the model's {result.tags['ROADSEG_RESAMPLED_GSD']} m per pixel "
+                f"(input: {float(result.tags['ROADSEG_INPUT_GSD']):.3g} m), "
+                "written on the input's grid",
+                err=True,
+            )
         if result.mask:
             click.echo(f"Wrote {result.mask} (threshold {result.threshold:g})", err=True)
         if result.preview:
