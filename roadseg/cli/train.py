@@ -313,8 +313,11 @@ def train(
             )
         return
 
+    from roadseg.cli.tfimport import import_tensorflow_quietly
     from roadseg.train import TrainConfig
     from roadseg.train import train as run_training
+
+    import_tensorflow_quietly()
 
     config = TrainConfig(
         data=Path(data) if data is not None else Path("."),
