@@ -1,0 +1,626 @@
+"""Predict many rasters: in this process, on local worker processes, or on a Dask cluster.
+
+The unit of work is one raster (a :class:`roadseg.batch.Job`). The same task
+function runs everywhere:
+
+* in-process (the default): the jobs run one after the other, as a loop of
+  ``roadseg predict`` would;
+* ``workers=N``: a Dask ``LocalCluster`` of N worker processes on this machine,
+  one task thread each, with TensorFlow (and OpenMP/BLAS) limited to
+  ``cores // N`` threads per process so the processes do not oversubscribe
+  the cores;
+* ``scheduler=ADDRESS``: an existing Dask cluster (``dask scheduler`` /
+  ``dask worker``, dask-jobqueue, dask-kubernetes, Coiled...). Workers need
+  roadseg installed and must see the model, the inputs and the output folder
+  under the same paths (a shared file system).
+
+Each worker process loads the model once and keeps it (keyed by the model's
+path and SHA-256), each task writes its outputs atomically
+(:func:`roadseg.predict.predict_raster` does), and an output that already holds
+the result of the same model and options is not computed again: a rerun after
+a failure, or a retried task whose first attempt had finished writing, only
+does what is left. Tasks that raise an unexpected exception are retried
+(``retries``); a :class:`~roadseg.errors.RoadsegError` (a bad input raster)
+is not, since it would fail the same way again, and is reported with the job.
+
+Dask is optional (``pip install "roadseg[dask]"``); the in-process path does
+not need it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import socket
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from roadseg import __version__
+from roadseg.batch import Job
+from roadseg.errors import ModelError, OutputError, RoadsegError
+
+log = logging.getLogger(__name__)
+
+#: Retries of a task that raised an unexpected exception (a worker that died
+#: is rescheduled by Dask itself, up to ``distributed.scheduler.allowed-failures``).
+DEFAULT_RETRIES = 2
+
+INSTALL_HINT = 'pip install "roadseg[dask]"'
+
+#: Environment variables that size the thread pools of the numeric libraries.
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+Status = Literal["predicted", "skipped", "failed"]
+
+
+class MissingDependencyError(RoadsegError, ImportError):
+    """An optional dependency (Dask) is not installed."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A model file as workers find it: its path and the SHA-256 it must have."""
+
+    path: Path
+    sha256: str
+
+    @classmethod
+    def of(cls, path: str | os.PathLike[str] | None) -> ModelRef:
+        """The model at ``path`` (the bundled model when None), hashed now.
+
+        Raises:
+            ModelError: the file is missing or not a Keras model archive.
+        """
+        from roadseg.model import bundled_model_path, file_sha256, read_model_info
+
+        resolved = bundled_model_path() if path is None else Path(path)
+        read_model_info(resolved)  # a missing or non-.keras file fails here, not on a worker
+        return cls(path=resolved.resolve(), sha256=file_sha256(resolved))
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """What happened to one job."""
+
+    job: Job
+    status: Status
+    tiles: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    worker: str = ""
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """Every job's result, in the order of the jobs, and the wall-clock time."""
+
+    results: list[JobResult]
+    seconds: float
+    where: str
+
+    def count(self, status: Status) -> int:
+        return sum(r.status == status for r in self.results)
+
+    @property
+    def failed(self) -> list[JobResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def tiles(self) -> int:
+        return sum(r.tiles for r in self.results)
+
+
+@dataclass(frozen=True)
+class _Expected:
+    """Tags a finished output of this run carries (see :func:`expected_tags`)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+    mask_tags: dict[str, str] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- done check
+
+
+def expected_tags(model_info: Any, sha256: str, options: Any) -> dict[str, str]:
+    """The output tags a finished run of ``options`` must carry.
+
+    These are the tags of :func:`roadseg.predict.predict_raster` that can be
+    known without reading the input: the roadseg version, the model's
+    SHA-256, tile size, overlap, test-time augmentation and value encoding;
+    the bands and precision when they are given explicitly (``auto`` and the
+    model's default bands are resolved on the worker).
+    """
+    from roadseg.predict import PROB_SCALE
+
+    tile = options.tile_size or model_info.tile_size
+    tags = {
+        "ROADSEG_VERSION": __version__,
+        "ROADSEG_MODEL_SHA256": sha256,
+        "ROADSEG_TILE_SIZE": str(tile),
+        "ROADSEG_OVERLAP": str(options.overlap),
+        "ROADSEG_TTA": options.tta,
+        "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+    }
+    if options.bands is not None:
+        tags["ROADSEG_BANDS"] = ",".join(str(b) for b in options.bands)
+    if options.precision != "auto":
+        tags["ROADSEG_PRECISION"] = options.precision
+    return tags
+
+
+def _expected(ref: ModelRef, options: Any) -> _Expected:
+    from roadseg.model import ModelInfo, read_model_info
+
+    info = read_model_info(ref.path) or ModelInfo()
+    tags = expected_tags(info, ref.sha256, options)
+    threshold = info.threshold if options.threshold is None else options.threshold
+    # The mask's ROADSEG_VALUE describes the mask; the threshold decides it.
+    mask_tags = {k: v for k, v in tags.items() if k != "ROADSEG_VALUE"}
+    mask_tags["ROADSEG_THRESHOLD"] = f"{threshold:g}"
+    return _Expected(tags=tags, mask_tags=mask_tags)
+
+
+def _has_tags(path: Path, expected: dict[str, str]) -> bool:
+    """Whether ``path`` is a raster whose tags include ``expected``."""
+    import rasterio
+
+    if not path.is_file():
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                tags = ds.tags()
+    except (rasterio.errors.RasterioError, OSError):
+        return False
+    return all(tags.get(k) == v for k, v in expected.items())
+
+
+def is_done(job: Job, expected: _Expected) -> bool:
+    """Whether every output of ``job`` exists and holds this run's result.
+
+    roadseg's outputs are deterministic (same input, model and options give
+    the same bytes) and written atomically, so an output carrying the same
+    model hash and options is exactly what a new run would write.
+    """
+    if not _has_tags(job.output, expected.tags):
+        return False
+    if job.mask is not None and not _has_tags(job.mask, expected.mask_tags):
+        return False
+    return job.preview is None or job.preview.is_file()
+
+
+def _check_conflicts(
+    jobs: Sequence[Job], done: set[int], expected: _Expected, overwrite: bool
+) -> None:
+    """Refuse to start when an output exists that this run did not make.
+
+    Raises:
+        OutputError: a job's output exists (from another model or options)
+            and ``overwrite`` is False, or an output folder is unusable.
+    """
+    from roadseg.raster_io import check_output
+
+    clashes: list[Path] = []
+    for i, job in enumerate(jobs):
+        if i in done:
+            continue
+        for out in job.outputs:
+            check_output(out, overwrite=True, inputs=(job.input,))
+        # An output of this very run (same model and options) may be replaced:
+        # it would be written again byte for byte.
+        ours = {
+            job.output: _has_tags(job.output, expected.tags),
+            job.mask: job.mask is not None and _has_tags(job.mask, expected.mask_tags),
+        }
+        clashes.extend(
+            out for out in job.outputs if out.exists() and not overwrite and not ours.get(out)
+        )
+    if clashes:
+        more = f" and {len(clashes) - 1} more" if len(clashes) > 1 else ""
+        raise OutputError(
+            f"{clashes[0]}{more} already exist from another model or other options; "
+            "use --overwrite to replace them"
+        )
+
+
+# --------------------------------------------------------------------------- worker side
+
+#: Models kept loaded per worker process.
+MODEL_CACHE_SIZE = 2
+
+_MODELS: dict[tuple[str, str], Any] = {}
+_MODELS_LOCK = threading.Lock()
+_THREADS_SET: list[int] = []
+
+
+class _NoRetracingWarning(logging.Filter):
+    """Drop TensorFlow's warning that a tf.function was traced again.
+
+    Every raster gets its own compiled inference function, so a worker that
+    predicts many rasters traces one per raster, as intended.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+def _quiet_retracing() -> None:
+    logger = logging.getLogger("tensorflow")
+    if not any(isinstance(f, _NoRetracingWarning) for f in logger.filters):
+        logger.addFilter(_NoRetracingWarning())
+
+
+def configure_threads(threads: int | None) -> None:
+    """Limit this process's numeric thread pools to ``threads`` (None: leave them).
+
+    Environment variables cover libraries not loaded yet; TensorFlow's pools
+    are set directly, which works until TensorFlow runs its first operation
+    in this process (later calls change nothing).
+    """
+    if threads is None or _THREADS_SET:
+        return
+    _THREADS_SET.append(threads)
+    for name in THREAD_ENV:
+        os.environ[name] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    import tensorflow as tf
+
+    with contextlib.suppress(RuntimeError):  # TensorFlow already initialised
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def cached_model(ref: ModelRef) -> Any:
+    """The model of ``ref``, loaded once per process.
+
+    Raises:
+        ModelError: the file cannot be loaded or no longer has ``ref.sha256``.
+    """
+    key = (str(ref.path), ref.sha256)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            from roadseg.model import load_model
+
+            model = load_model(ref.path)
+            if model.sha256 != ref.sha256:
+                raise ModelError(
+                    f"{ref.path} changed while roadseg was running (its SHA-256 differs); "
+                    "run again with the model file left as it is"
+                )
+            # A long-lived worker may serve runs of several models; keep the
+            # latest few, not every model it ever saw.
+            while len(_MODELS) >= MODEL_CACHE_SIZE:
+                _MODELS.pop(next(iter(_MODELS)))
+            _MODELS[key] = model
+        return model
+
+
+def remove_stale_temporaries(job: Job) -> int:
+    """Remove temporary files an earlier, killed attempt of ``job`` left behind.
+
+    :func:`roadseg.raster_io.atomic_output` removes its temporaries on any
+    exception, but a process killed outright (out of memory, a preempted
+    machine) cannot. A run owns its jobs' output paths (it refuses to start
+    over files it did not make), so temporaries named after them are its own.
+
+    Returns:
+        The number of files removed.
+    """
+    removed = 0
+    for out in job.outputs:
+        pattern = f".{glob.escape(out.stem)}.{'[a-z0-9_]' * 8}.tmp{glob.escape(out.suffix)}*"
+        for name in glob.glob(os.path.join(glob.escape(str(out.parent)), pattern)):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+                removed += 1
+    return removed
+
+
+def _worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def predict_job(
+    job: Job, ref: ModelRef, options: Any, expected: _Expected, threads: int | None
+) -> JobResult:
+    """Predict one job (the task every executor runs).
+
+    Returns ``skipped`` if the job's outputs are already there (a rerun, or a
+    retried task whose first attempt finished writing), ``failed`` with the
+    message for a :class:`RoadsegError`, else ``predicted``. Any other
+    exception propagates, so the executor can retry it.
+    """
+    from roadseg.predict import predict_raster
+
+    if is_done(job, expected):
+        return JobResult(job, "skipped", worker=_worker_name())
+    configure_threads(threads)
+    _quiet_retracing()
+    if remove_stale_temporaries(job):
+        log.info("removed temporary files of an earlier attempt at %s", job.output)
+    try:
+        model = cached_model(ref)
+        # Leftovers here come from an earlier attempt of this very job: the
+        # caller refused to start over files this run did not make.
+        run = replace(
+            options,
+            mask_path=job.mask,
+            preview_path=job.preview,
+            overwrite=True,
+            progress=False,
+        )
+        result = predict_raster(job.input, job.output, model, run)
+    except RoadsegError as exc:
+        return JobResult(job, "failed", error=_one_line(exc), worker=_worker_name())
+    return JobResult(
+        job, "predicted", tiles=result.tiles, seconds=result.seconds, worker=_worker_name()
+    )
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+# --------------------------------------------------------------------------- client side
+
+#: The function run per job: ``(job, model, options, expected, threads) -> JobResult``.
+Task = Callable[..., JobResult]
+
+
+def import_distributed() -> Any:
+    """The ``distributed`` module.
+
+    Raises:
+        MissingDependencyError: Dask is not installed.
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise MissingDependencyError(
+            f"running on Dask needs dask and distributed; install them with {INSTALL_HINT}"
+        ) from None
+    return distributed
+
+
+def available_cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_process(workers: int) -> int:
+    """TensorFlow threads for each of ``workers`` processes sharing this machine."""
+    return max(1, available_cores() // workers)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """Environment that limits one worker process to ``threads`` threads."""
+    env = {name: str(threads) for name in THREAD_ENV}
+    env["TF_NUM_INTEROP_THREADS"] = "1"
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    return env
+
+
+@contextlib.contextmanager
+def dask_client(
+    *, workers: int | None = None, scheduler: str | None = None, threads: int | None = None
+) -> Iterator[Any]:
+    """A Dask client on a new LocalCluster (``workers``) or a running scheduler.
+
+    Raises:
+        MissingDependencyError: Dask is not installed.
+        RoadsegError: the scheduler cannot be reached, or ``workers`` < 1.
+    """
+    distributed = import_distributed()
+    if scheduler is not None:
+        try:
+            client = distributed.Client(scheduler, timeout="30s")
+        except (OSError, TimeoutError) as exc:
+            raise RoadsegError(
+                f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
+                "check the address (tcp://host:8786) and that 'dask scheduler' is running"
+            ) from None
+        with client:
+            yield client
+        return
+    if workers is None or workers < 1:
+        raise RoadsegError(f"the number of workers must be at least 1, got {workers}")
+    threads = threads or threads_per_process(workers)
+    cluster = distributed.LocalCluster(
+        n_workers=workers,
+        processes=True,
+        threads_per_worker=1,
+        env=thread_env(threads),
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    )
+    with cluster, distributed.Client(cluster) as client:
+        yield client
+
+
+def run_jobs(
+    jobs: Sequence[Job],
+    model: str | os.PathLike[str] | None,
+    options: Any = None,
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    retries: int = DEFAULT_RETRIES,
+    progress: bool = False,
+    task: Task = predict_job,
+) -> BatchResult:
+    """Predict every job: in-process, on ``workers`` local processes, or on ``scheduler``.
+
+    Jobs whose outputs already hold this model's and these options' result
+    are skipped without being sent anywhere. A job that fails is reported in
+    the result (status ``failed``) and the others go on; run again to do only
+    what is left.
+
+    Args:
+        jobs: from :func:`roadseg.batch.plan_jobs`.
+        model: model file; None for the bundled model.
+        options: :class:`roadseg.predict.PredictOptions` (their mask, preview
+            and progress fields are set per job).
+        workers: start a LocalCluster of this many worker processes.
+        scheduler: address of a running Dask scheduler (``tcp://host:8786``).
+        threads: TensorFlow threads per worker process. Default: all cores
+            in-process, ``cores // workers`` on a LocalCluster, and the
+            workers' own settings on an existing cluster.
+        retries: retries of a task that raised an unexpected exception.
+        progress: show a tqdm bar that advances as jobs complete.
+        task: the function run per job (tests replace it).
+
+    Raises:
+        MissingDependencyError: ``workers`` or ``scheduler`` without Dask.
+        ModelError: the model file is missing or unusable.
+        OutputError: an output exists from another model or options and
+            ``options.overwrite`` is False.
+        RoadsegError: both ``workers`` and ``scheduler`` given.
+    """
+    from roadseg.predict import PredictOptions
+
+    started = time.perf_counter()
+    options = PredictOptions() if options is None else options
+    if workers is not None and scheduler is not None:
+        raise RoadsegError("give either a number of workers or a scheduler address, not both")
+    if workers is not None or scheduler is not None:
+        import_distributed()  # fail before any file is looked at
+    ref = ModelRef.of(model)
+    expected = _expected(ref, options)
+    results: dict[int, JobResult] = {}
+    for i, job in enumerate(jobs):
+        if is_done(job, expected):
+            results[i] = JobResult(job, "skipped")
+    _check_conflicts(jobs, set(results), expected, options.overwrite)
+    todo = [i for i in range(len(jobs)) if i not in results]
+    where = "in-process"
+    if todo:
+        if workers is None and scheduler is None:
+            runner = _run_here(jobs, todo, ref, options, expected, threads, retries, task)
+        else:
+            where = (
+                f"Dask scheduler {scheduler}"
+                if scheduler is not None
+                else f"{workers} local worker processes"
+            )
+            runner = _run_dask(
+                jobs, todo, ref, options, expected, threads, retries, task, workers, scheduler
+            )
+        for i, result in _progress(runner, len(todo), progress):
+            results[i] = result
+    return BatchResult(
+        results=[results[i] for i in range(len(jobs))],
+        seconds=time.perf_counter() - started,
+        where=where,
+    )
+
+
+def _progress(
+    runner: Iterator[tuple[int, JobResult]], total: int, show: bool
+) -> Iterator[tuple[int, JobResult]]:
+    """Pass results through, advancing a bar as each job completes."""
+    from tqdm import tqdm
+
+    tiles = 0
+    with tqdm(
+        total=total, unit="raster", disable=not show, dynamic_ncols=True, desc="predict"
+    ) as bar:
+        for i, result in runner:
+            tiles += result.tiles
+            elapsed = bar.format_dict.get("elapsed") or 0.0
+            bar.set_postfix(tiles_s=f"{tiles / elapsed:.1f}" if elapsed else "-", refresh=False)
+            bar.update(1)
+            yield i, result
+
+
+def _run_here(
+    jobs: Sequence[Job],
+    todo: list[int],
+    ref: ModelRef,
+    options: Any,
+    expected: _Expected,
+    threads: int | None,
+    retries: int,
+    task: Task,
+) -> Iterator[tuple[int, JobResult]]:
+    for i in todo:
+        for attempt in range(retries + 1):
+            try:
+                result = task(jobs[i], ref, options, expected, threads)
+                break
+            except (KeyboardInterrupt, SystemExit, MemoryError):
+                raise
+            except Exception as exc:
+                if attempt == retries:
+                    result = JobResult(jobs[i], "failed", error=_one_line(exc))
+                else:
+                    log.warning("%s failed (%s); retrying", jobs[i].input, _one_line(exc))
+        yield i, result
+
+
+def _run_dask(
+    jobs: Sequence[Job],
+    todo: list[int],
+    ref: ModelRef,
+    options: Any,
+    expected: _Expected,
+    threads: int | None,
+    retries: int,
+    task: Task,
+    workers: int | None,
+    scheduler: str | None,
+) -> Iterator[tuple[int, JobResult]]:
+    distributed = import_distributed()
+    if workers is not None:
+        threads = threads or threads_per_process(workers)
+    with dask_client(workers=workers, scheduler=scheduler, threads=threads) as client:
+        futures = {}
+        token = f"{time.time_ns():x}"
+        for i in todo:
+            future = client.submit(
+                task,
+                jobs[i],
+                ref,
+                options,
+                expected,
+                threads,
+                key=f"roadseg-predict-{jobs[i].input.stem}-{i}-{token}",
+                retries=retries,
+                pure=False,
+            )
+            futures[future] = i
+        try:
+            for future in distributed.as_completed(futures):
+                i = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # retries used up, or the worker died too often
+                    result = JobResult(jobs[i], "failed", error=_failure(exc))
+                yield i, result
+        finally:
+            client.cancel(list(futures))
+
+
+def _failure(exc: BaseException) -> str:
+    """A one-line reason for a task that failed on Dask."""
+    if type(exc).__name__ == "KilledWorker":
+        return "the worker running it died several times (out of memory?)"
+    return _one_line(exc)

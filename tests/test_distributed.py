@@ -1,0 +1,276 @@
+"""Many rasters in-process and on Dask (roadseg.distributed).
+
+The Dask tests share one LocalCluster of 2 worker processes (one thread each)
+and skip when dask[distributed] is not installed. Their outputs are compared
+byte for byte with in-process outputs of the same jobs.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from roadseg.batch import Job, plan_jobs
+from roadseg.distributed import (
+    JobResult,
+    ModelRef,
+    predict_job,
+    run_jobs,
+    thread_env,
+    threads_per_process,
+)
+from roadseg.errors import OutputError
+from roadseg.predict import PredictOptions
+
+OPTIONS = PredictOptions(overlap=16, batch_size=4)
+NAMES = ("s0", "s1", "s2")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from roadseg.model import ModelInfo, build_resunet, save_model
+
+    model = build_resunet((None, None, 3), filters=(4, 8, 8, 16))
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    return save_model(model, path, ModelInfo(filters=(4, 8, 8, 16), tile_size=64))
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three small RGB GeoTIFFs of different sizes, one with nodata."""
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = np.random.default_rng(5)
+    for k, name in enumerate(NAMES):
+        data = rng.integers(0, 256, (3, 90 + 20 * k, 120), dtype=np.uint8)
+        data[:, :5, :9] = 0
+        with rasterio.open(
+            folder / f"{name}.tif", "w", driver="GTiff", width=120, height=data.shape[1],
+            count=3, dtype="uint8", crs="EPSG:32633", nodata=0,
+            transform=Affine(0.5, 0, 500000.0, 0, -0.5, 5500000.0),
+        ) as dst:  # fmt: skip
+            dst.write(data)
+    return folder
+
+
+def jobs_into(scenes: Path, out: Path) -> list[Job]:
+    out.mkdir(exist_ok=True)
+    return plan_jobs([str(scenes / "*.tif")], output_dir=out, mask_name="{stem}_mask.tif")
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def reference(scenes: Path, tiny_model: Path, tmp_path_factory) -> dict[str, bytes]:
+    """The in-process outputs of every scene."""
+    out = tmp_path_factory.mktemp("reference")
+    result = run_jobs(jobs_into(scenes, out), tiny_model, OPTIONS)
+    assert [r.status for r in result.results] == ["predicted"] * 3
+    assert result.where == "in-process"
+    found = files(out)
+    assert len(found) == 6
+    return found
+
+
+@pytest.fixture(scope="module")
+def scheduler() -> str:
+    """Address of a LocalCluster of 2 worker processes with one thread each."""
+    distributed = pytest.importorskip("distributed")
+    import cloudpickle
+
+    # Tasks defined in this file travel by value: workers need not import it.
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    with distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        env=thread_env(1),
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster.scheduler_address
+    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+# --------------------------------------------------------------------------- in-process
+
+
+def test_rerun_in_process_skips_finished_outputs(scenes, tiny_model, reference, tmp_path):
+    jobs = jobs_into(scenes, tmp_path)
+    run_jobs(jobs, tiny_model, OPTIONS)
+    assert files(tmp_path) == reference
+    (tmp_path / "s1_roads.tif").unlink()
+    again = run_jobs(jobs, tiny_model, OPTIONS)
+    assert [r.status for r in again.results] == ["skipped", "predicted", "skipped"]
+    assert again.tiles > 0
+    assert files(tmp_path) == reference
+
+
+def test_other_options_are_not_taken_for_done(scenes, tiny_model, reference, tmp_path):
+    jobs = jobs_into(scenes, tmp_path)
+    run_jobs(jobs, tiny_model, OPTIONS)
+    other = PredictOptions(overlap=8, batch_size=4)
+    with pytest.raises(OutputError, match="already exist from another model or other options"):
+        run_jobs(jobs, tiny_model, other)
+    replaced = run_jobs(jobs, tiny_model, PredictOptions(overlap=8, batch_size=4, overwrite=True))
+    assert {r.status for r in replaced.results} == {"predicted"}
+    with rasterio.open(tmp_path / "s0_roads.tif") as ds:
+        assert ds.tags()["ROADSEG_OVERLAP"] == "8"
+
+
+def _fail_on(name: str, job: Job, *args) -> JobResult:
+    if job.input.stem == name:
+        raise RuntimeError(f"{name} broke")
+    return predict_job(job, *args)
+
+
+def test_in_process_failure_is_retried_reported_and_resumed(
+    scenes, tiny_model, reference, tmp_path
+):
+    jobs = jobs_into(scenes, tmp_path)
+    result = run_jobs(jobs, tiny_model, OPTIONS, retries=1, task=functools.partial(_fail_on, "s1"))
+    assert [r.status for r in result.results] == ["predicted", "failed", "predicted"]
+    assert result.results[1].error == "s1 broke"
+    again = run_jobs(jobs, tiny_model, OPTIONS)
+    assert [r.status for r in again.results] == ["skipped", "predicted", "skipped"]
+    assert files(tmp_path) == reference
+
+
+def test_threads_share_the_cores() -> None:
+    assert threads_per_process(1) >= threads_per_process(2) >= 1
+    assert threads_per_process(10**6) == 1
+    env = thread_env(3)
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "3"
+    assert env["TF_NUM_INTEROP_THREADS"] == "1"
+
+
+def test_model_is_checked_before_any_work(scenes, tmp_path) -> None:
+    from roadseg.errors import ModelError
+
+    with pytest.raises(ModelError, match="does not exist"):
+        run_jobs(jobs_into(scenes, tmp_path), tmp_path / "none.keras", OPTIONS)
+    assert list(tmp_path.iterdir()) == []
+    assert ModelRef.of(None).path.name == "roadseg_default.keras"
+
+
+# --------------------------------------------------------------------------- on Dask
+
+
+@pytest.mark.slow
+def test_cluster_outputs_are_identical_and_reruns_skip(
+    scenes, tiny_model, reference, scheduler, tmp_path
+):
+    jobs = jobs_into(scenes, tmp_path)
+    result = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler)
+    assert [r.status for r in result.results] == ["predicted"] * 3
+    here = f"{socket.gethostname()}:{os.getpid()}"
+    assert all(r.worker and r.worker != here for r in result.results)
+    assert files(tmp_path) == reference
+    (tmp_path / "s2_mask.tif").unlink()
+    again = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler)
+    assert [r.status for r in again.results] == ["skipped", "skipped", "predicted"]
+    assert files(tmp_path) == reference
+
+
+def _kill_when_writing(job: Job, mark: Path) -> threading.Thread:
+    """A thread that kills this process once a temporary output of ``job`` appears."""
+
+    def watch() -> None:
+        while True:
+            if list(job.output.parent.glob(f".{job.output.stem}.*.tmp*")):
+                mark.touch()
+                os.kill(os.getpid(), signal.SIGKILL)
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    return thread
+
+
+def _kill_once(marks: Path, job: Job, *args) -> JobResult:
+    """Kill this worker process once before s0, while s2 is written, after s1 is written."""
+    before, during, after = marks / "killed-before", marks / "killed-during", marks / "killed-after"
+    if job.input.stem == "s0" and not before.exists():
+        before.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    if job.input.stem == "s2" and not during.exists():
+        _kill_when_writing(job, during)
+    result = predict_job(job, *args)
+    if result.status == "predicted":
+        with open(marks / "predicted.log", "a") as log:
+            log.write(f"{job.input.stem}\n")
+    if job.input.stem == "s1" and not after.exists():
+        after.touch()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_and_duplicates_nothing(
+    scenes, tiny_model, reference, scheduler, tmp_path
+):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    jobs = jobs_into(scenes, out)
+    task = functools.partial(_kill_once, marks)
+    result = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler, task=task)
+    assert {p.name for p in marks.iterdir()} >= {"killed-before", "killed-during", "killed-after"}
+    statuses = [r.status for r in result.results]
+    # s1's first attempt wrote its outputs and died; its second attempt found them.
+    assert statuses == ["predicted", "skipped", "predicted"]
+    assert sorted((marks / "predicted.log").read_text().split()) == list(NAMES)
+    # Nothing missing, and no temporary file of s2's killed attempt left.
+    assert files(out) == reference
+
+
+def _fail_s1(job: Job, *args) -> JobResult:
+    if job.input.stem == "s1":
+        raise RuntimeError("s1 broke")
+    return predict_job(job, *args)
+
+
+@pytest.mark.slow
+def test_cluster_failure_is_reported_and_a_rerun_does_only_what_is_left(
+    scenes, tiny_model, reference, scheduler, tmp_path
+):
+    jobs = jobs_into(scenes, tmp_path)
+    result = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler, retries=1, task=_fail_s1)
+    assert [r.status for r in result.results] == ["predicted", "failed", "predicted"]
+    assert result.results[1].error == "s1 broke"
+    again = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler)
+    assert [r.status for r in again.results] == ["skipped", "predicted", "skipped"]
+    assert files(tmp_path) == reference
+
+
+@pytest.mark.slow
+def test_cli_batch_on_two_local_workers(scenes, tiny_model, reference, tmp_path, capsys):
+    pytest.importorskip("distributed")
+    from roadseg.cli.batch import run_batch
+
+    out = tmp_path / "new" / "out"
+    run_batch(
+        [str(scenes / "s0.tif"), f"{scenes}/s[12].tif"],
+        options=OPTIONS,
+        model=str(tiny_model),
+        output_dir=str(out),
+        mask="{stem}_mask.tif",
+        workers=2,
+    )
+    assert files(out) == reference
+    assert "Predicted 3 of 3 rasters" in capsys.readouterr().err
+    run_batch([f"{scenes}/*.tif"], options=OPTIONS, model=str(tiny_model), output_dir=str(out),
+              mask="{stem}_mask.tif", workers=2)  # fmt: skip
+    assert "Predicted 0 of 3 rasters; 3 already done" in capsys.readouterr().err
