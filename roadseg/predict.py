@@ -337,14 +337,16 @@ def _iter_batches(
     for i, rspan in enumerate(plan.rows):
         row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
         data, valid = read_rows(src, row_idx, col_idx, plan.bands)
-        finite = np.all(np.isfinite(data), axis=-1) if data.dtype.kind == "f" else True
-        valid &= finite
-        strip = plan.normalizer(data, valid)
+        if data.dtype.kind == "f":
+            valid &= np.all(np.isfinite(data), axis=-1)
         # The image rows of this strip, unreflected, for the writer's nodata.
         top, bottom = max(rspan.start, 0), min(rspan.stop, plan.height)
         valid_rows[i] = valid[top - rspan.start : bottom - rspan.start, -c0 : -c0 + plan.width]
         for j, cspan in enumerate(plan.cols):
-            batch[len(where)] = strip[:, cspan.start - c0 : cspan.stop - c0]
+            # Normalised tile by tile: the strip stays in the input's dtype, so
+            # no float copy of a whole strip (44 MB at 16384 px wide) exists.
+            cols = slice(cspan.start - c0, cspan.stop - c0)
+            batch[len(where)] = plan.normalizer(data[:, cols], valid[:, cols])
             where.append((i, j))
             if len(where) == batch_size:
                 yield batch.copy(), where
@@ -527,6 +529,7 @@ def _run(
         src,
         dtype="float32" if options.as_float else "uint8",
         nodata=FLOAT_NODATA if options.as_float else PROB_NODATA,
+        intermediate=True,
     )
     raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
     raw_mask = tmp_mask.with_name(tmp_mask.name + ".raw.tif") if tmp_mask is not None else None
@@ -537,7 +540,9 @@ def _run(
             dst = rasterio.open(raw_out, "w", **prob_profile)
             mask_dst = None
             if raw_mask is not None:
-                mask_profile = output_profile(src, dtype="uint8", nodata=MASK_NODATA)
+                mask_profile = output_profile(
+                    src, dtype="uint8", nodata=MASK_NODATA, intermediate=True
+                )
                 mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
         try:
             _describe(dst, mask_dst, tags, threshold, options.as_float)
