@@ -207,3 +207,17 @@ def test_predict_vectorize_checks_its_path_before_predicting(
     assert target.exists() == exists
     if exists:
         assert target.read_bytes() == b"keep me"
+
+
+def test_several_inputs_each_get_an_output(make_geotiff, rgb_array, tiny_model, tmp_path):
+    a = make_geotiff(rgb_array(40, 50), name="a.tif")
+    b = make_geotiff(rgb_array(30, 30), name="b.tif")
+    out = tmp_path / "out"
+    out.mkdir()
+    result = invoke("predict", a, b, "--output-dir", out, "--model", tiny_model, "-q")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["a_roads.tif", "b_roads.tif"]
+    with rasterio.open(out / "b_roads.tif") as ds:
+        assert (ds.width, ds.height) == (30, 30)
+    again = invoke("predict", a, b, "--output-dir", out, "--model", tiny_model, "--gsd", "1")
+    assert_clean_failure(again, "--gsd", code=2)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from roadseg.cli.batch import batch_options, run_batch, wants_batch
 from roadseg.cli.options import model_opt, overwrite_opt, probability, quiet_opt, show_progress
 
 
@@ -27,7 +28,9 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
 
 
 @click.command(short_help="Road probability GeoTIFF for an image.")
-@click.argument("input_path", metavar="INPUT", type=click.Path(dir_okay=False))
+@click.argument(
+    "inputs", metavar="INPUT...", nargs=-1, required=True, type=click.Path(dir_okay=False)
+)
 @click.option(
     "--output",
     "-o",
@@ -126,10 +129,11 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     help="Also write the road centerlines (as 'roadseg vectorize' does, default options) "
     "to PATH: .gpkg or .geojson. Without PATH: <input stem>_roads.gpkg beside the input.",
 )
+@batch_options
 @overwrite_opt
 @quiet_opt
 def predict(
-    input_path: str,
+    inputs: tuple[str, ...],
     output: str | None,
     model: str | None,
     tile_size: int | None,
@@ -145,10 +149,16 @@ def predict(
     gsd: float | None,
     resample: bool,
     vector_path: str | None,
+    output_dir: str | None,
+    workers: int | None,
+    scheduler: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Find roads in INPUT, a GeoTIFF (or any GDAL raster) of any size.
+
+    Several INPUTs, glob patterns (quoted) and list files (@list.txt) each get
+    their own output; --workers N or --scheduler ADDRESS runs them on Dask.
 
     The image is cut into overlapping tiles, run through the ResUNet in
     batches (on a GPU when TensorFlow sees one), and the tiles are blended back
@@ -174,7 +184,10 @@ def predict(
       roadseg predict big.tif --batch-size 32 --quiet
       roadseg predict ortho.tif --vectorize roads.gpkg    # centerlines too
       roadseg predict photo.png --gsd 0.3           # no georeferencing: state the GSD
+      roadseg predict 'tiles/*.tif' --output-dir out --workers 2
+      roadseg predict @tiles.txt --output-dir out --scheduler tcp://10.0.0.5:8786
     """
+    from roadseg.cli.tfimport import import_tensorflow_quietly
     from roadseg.model import load_model
     from roadseg.predict import PredictOptions
     from roadseg.resample import predict_at_model_gsd
@@ -188,10 +201,6 @@ def predict(
         )
     if overlap < 0 or overlap % 2:
         raise click.BadParameter("must be a non-negative even number", param_hint="--overlap")
-    src = Path(input_path)
-    out = Path(output) if output else src.with_name(f"{src.stem}_roads.tif")
-    vectors = _vector_path(src, out, vector_path, overwrite)
-    loaded = load_model(model)
     options = PredictOptions(
         tile_size=tile_size,
         overlap=overlap,
@@ -206,6 +215,30 @@ def predict(
         overwrite=overwrite,
         progress=show_progress(quiet),
     )
+    if wants_batch(inputs, output_dir, workers, scheduler):
+        if gsd is not None:
+            raise click.BadParameter(
+                "states the GSD of one image; run each image on its own", param_hint="--gsd"
+            )
+        run_batch(
+            inputs,
+            options=options,
+            model=model,
+            output=output,
+            output_dir=output_dir,
+            mask=mask_path,
+            preview=preview_path,
+            vectorize=vector_path,
+            workers=workers,
+            scheduler=scheduler,
+            quiet=quiet,
+        )
+        return
+    src = Path(inputs[0])
+    out = Path(output) if output else src.with_name(f"{src.stem}_roads.tif")
+    vectors = _vector_path(src, out, vector_path, overwrite)
+    import_tensorflow_quietly()
+    loaded = load_model(model)
     result = predict_at_model_gsd(src, out, loaded, options, gsd=gsd, resample=resample)
     if not quiet:
         rate = result.tiles / result.seconds if result.seconds else 0.0
