@@ -673,6 +673,17 @@ class MetricsAccumulator:
             best = disk_max(lv, self.rho)[rows, cols][tr_c]
             self._hist[3] += np.bincount(best, minlength=self.n_levels)
 
+    def merge(self, other: MetricsAccumulator) -> None:
+        """Add the counts of ``other`` (same levels and rho): pooling images.
+
+        Raises:
+            ValueError: if the two count different levels or tolerances.
+        """
+        if (other.n_levels, other.rho) != (self.n_levels, self.rho):
+            raise ValueError("can only merge accumulators with the same levels and rho")
+        self._hist += other._hist
+        self.nodata += other.nodata
+
     @property
     def max_level(self) -> int:
         """The largest level seen in a valid pixel (0 if none)."""

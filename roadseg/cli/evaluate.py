@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from roadseg.cli.options import overwrite_opt, probability, show_progress
+from roadseg.cli.options import model_opt, overwrite_opt, probability, road_color, show_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from roadseg.metrics import EvaluationResult
@@ -20,8 +20,8 @@ MAX_RHO = 100.0
 
 
 @click.command(short_help="Relaxed precision/recall, IoU and F1 of a prediction.")
-@click.argument("pred", type=click.Path(dir_okay=False))
-@click.argument("truth", type=click.Path(dir_okay=False))
+@click.argument("pred", type=click.Path(dir_okay=False), required=False)
+@click.argument("truth", type=click.Path(dir_okay=False), required=False)
 @click.option(
     "--threshold",
     type=float,
@@ -54,18 +54,53 @@ MAX_RHO = 100.0
     help="Vector TRUTH only: how far (metres) a line may lie from the other network and "
     "still count as matched, for completeness, correctness and quality.",
 )
+@click.option(
+    "--data",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="Score a model on a dataset folder (any layout 'roadseg train' knows) instead of "
+    "PRED/TRUTH: every image is predicted and compared with its mask.",
+)
+@model_opt
+@click.option(
+    "--split",
+    type=click.Choice(["auto", "test", "val", "train", "all"]),
+    default="auto",
+    show_default=True,
+    help="With --data: which pairs. auto = the layout's test split, else its own validation "
+    "split, else every pair.",
+)
+@click.option(
+    "--road-color",
+    callback=road_color,
+    default=None,
+    metavar="R,G,B",
+    help="With --data: road class colour of multi-class colour masks.",
+)
+@click.option(
+    "--road-value",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="With --data: road class value of multi-class index masks.",
+)
 @overwrite_opt
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no 'Wrote' note.")
 @click.pass_context
 def evaluate(
     ctx: click.Context,
-    pred: str,
-    truth: str,
+    pred: str | None,
+    truth: str | None,
     threshold: float,
     rho: float,
     as_json: bool,
     curve_path: str | None,
     buffer_m: float,
+    data: str | None,
+    model: str | None,
+    split: str,
+    road_color: tuple[int, int, int] | None,
+    road_value: int | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -106,6 +141,12 @@ def evaluate(
     Examples:
       roadseg evaluate tile_roads.tif tile_mask.tif
       roadseg evaluate tile_roads.gpkg centerlines.geojson --buffer 3
+      roadseg evaluate --model my.keras --data deepglobe/ --json > scores.json
+
+    With --data (and --model, default: the bundled model), every image of the
+    dataset is predicted as 'roadseg predict' would and scored against its
+    mask; the report is pooled over all pixels (as the field reports a test
+    set) and lists each image. The threshold defaults to the model's.
       roadseg evaluate tile_roads.tif tile_mask.tif --rho 0 --threshold 0.4
       roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
       roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
@@ -114,8 +155,31 @@ def evaluate(
     from roadseg.raster_io import check_output
     from roadseg.vector_metrics import VECTOR_SUFFIXES
 
+    given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+    if data is not None:
+        if pred is not None or truth is not None:
+            raise click.UsageError("give PRED TRUTH or --data DIR, not both")
+        if road_color is not None and road_value is not None:
+            raise click.BadParameter("give --road-color or --road-value, not both")
+        _evaluate_data(
+            data,
+            model,
+            split,
+            road_color,
+            road_value,
+            threshold if given else None,
+            rho,
+            as_json,
+            quiet,
+        )
+        return
+    if pred is None or truth is None:
+        raise click.UsageError(
+            "give PRED and TRUTH (a prediction and its truth), or --data DIR to score a model"
+        )
+    if model is not None:
+        raise click.UsageError("--model goes with --data DIR")
     if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
-        given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
         _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
         return
     if curve_path is not None:  # fail before the work, not after it
@@ -132,6 +196,56 @@ def evaluate(
         click.echo(format_table(result, {"pred": pred, "truth": truth}))
     if curve_path is not None and not quiet:
         click.echo(f"Wrote {curve_path} ({len(result.curve)} thresholds)", err=True)
+
+
+def _evaluate_data(
+    data: str,
+    model_path: str | None,
+    split: str,
+    road_color: tuple[int, int, int] | None,
+    road_value: int | None,
+    threshold: float | None,
+    rho: float,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Predict and score every image of a dataset split."""
+    from roadseg.cli.tfimport import import_tensorflow_quietly
+    from roadseg.data import LabelRule
+    from roadseg.evaluate_dataset import evaluate_dataset
+    from roadseg.model import load_model
+    from roadseg.predict import PredictOptions
+
+    import_tensorflow_quietly()
+    loaded = load_model(model_path)
+    result = evaluate_dataset(
+        loaded,
+        data,
+        split=split,
+        rule=LabelRule(road_color, road_value),
+        threshold=threshold,
+        rho=rho,
+        options=PredictOptions(precision="auto"),
+        progress=show_progress(quiet),
+    )
+    if as_json:
+        report = {"model": str(loaded.path), "data": data, **result.to_dict()}
+        click.echo(json.dumps(report, indent=2))
+        return
+    sources = {
+        "model": loaded.path.name,
+        "data": f"{data} ({result.layout}, {result.split} split, {len(result.images)} images)",
+    }
+    click.echo(format_table(result.overall, sources))
+    click.echo("")
+    name_w = max(len(s.image.name) for s in result.images) + 2
+    click.echo(f"{'image':<{name_w}}{'IoU':>8}{'F1':>8}{'relaxed P':>11}{'relaxed R':>11}")
+    for s in result.images:
+        r = s.result
+        click.echo(
+            f"{s.image.name:<{name_w}}{_num(r.iou):>8}{_num(r.f1):>8}"
+            f"{_num(r.relaxed_precision):>11}{_num(r.relaxed_recall):>11}"
+        )
 
 
 def _evaluate_network(

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from roadseg.cli.options import overwrite_opt, quiet_opt, show_progress
+from roadseg.cli.options import int_list, overwrite_opt, quiet_opt, road_color, show_progress
 
 if TYPE_CHECKING:  # pragma: no cover
     from roadseg.train import EpochReport, RunStart, TrainResult
@@ -18,36 +17,13 @@ PRESET_NAMES = ("default", "paper")
 PRECISION_NAMES = ("auto", "float32", "bfloat16", "float16")
 
 
-def _int_list(text: str, what: str, count: int | None = None) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{what} must be comma-separated integers, got {text!r}") from None
-    if count is not None and len(values) != count:
-        raise click.BadParameter(f"{what} needs {count} values, got {len(values)} in {text!r}")
-    return values
-
-
 def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
     if value is None:
         return None
-    widths = _int_list(value, "--filters", 4)
+    widths = int_list(value, "--filters", 4)
     if any(w < 1 for w in widths):
         raise click.BadParameter(f"widths must be positive, got {value!r}")
     return widths
-
-
-def _road_color(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    if value is None:
-        return None
-    text = value.strip()
-    if re.fullmatch(r"#?[0-9a-fA-F]{6}", text):
-        text = text.lstrip("#")
-        return tuple(int(text[i : i + 2], 16) for i in (0, 2, 4))
-    rgb = _int_list(text, "--road-color", 3)
-    if any(not 0 <= c <= 255 for c in rgb):
-        raise click.BadParameter(f"colour values must lie in 0-255, got {value!r}")
-    return rgb
 
 
 def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -155,7 +131,7 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 )
 @click.option(
     "--road-color",
-    callback=_road_color,
+    callback=road_color,
     default=None,
     metavar="R,G,B",
     help="Road class colour in multi-class colour masks, e.g. 110,193,228 or #6EC1E4.",

@@ -1,0 +1,240 @@
+"""Score a model on a whole dataset: predict every image, compare with its mask.
+
+``roadseg evaluate --model M.keras --data DIR`` calls :func:`evaluate_dataset`.
+The dataset is found exactly as ``roadseg train`` finds it (any layout of
+:mod:`roadseg.data`, colour and index masks, SpaceNet line labels), each
+image goes through :func:`roadseg.predict.predict_raster` as ``roadseg
+predict`` runs it (one model, one compiled function for all images), and the
+metrics of :mod:`roadseg.metrics` are reported per image and pooled over all
+pixels of the set, which is how the field reports a test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import rasterio
+
+from roadseg.data import (
+    DatasetReport,
+    LabelRule,
+    MaskDecoder,
+    Sample,
+    _colormap_lut,
+    _open,
+    _vector_mask,
+    decode_mask,
+    scan_dataset,
+)
+from roadseg.errors import DatasetError
+from roadseg.metrics import DEFAULT_RHO, EvaluationResult, MetricsAccumulator
+from roadseg.model import LoadedModel
+from roadseg.predict import PROB_NODATA, PROB_SCALE, PredictOptions, predict_raster
+
+Split = Literal["auto", "test", "val", "train", "all"]
+SPLITS: tuple[str, ...] = ("auto", "test", "val", "train", "all")
+
+#: Probability of each uint8 level of a roadseg probability GeoTIFF.
+_LEVEL_VALUES = np.minimum(np.arange(256) / PROB_SCALE, 1.0)
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """One image's scores."""
+
+    image: Path
+    result: EvaluationResult
+
+
+@dataclass(frozen=True)
+class DatasetEvaluation:
+    """What :func:`evaluate_dataset` measured.
+
+    Attributes:
+        overall: metrics pooled over every pixel of every image.
+        images: per-image metrics, in dataset order.
+        split: the split scored (``auto`` resolved).
+        layout: the dataset layout's name.
+        seconds: wall time.
+    """
+
+    overall: EvaluationResult
+    images: tuple[ImageScore, ...]
+    split: str
+    layout: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict: ``overall`` (the keys of the pixel report) and ``images``."""
+        return {
+            "layout": self.layout,
+            "split": self.split,
+            "overall": self.overall.to_dict(),
+            "images": [{"image": str(s.image), **s.result.to_dict()} for s in self.images],
+        }
+
+
+def choose_samples(report: DatasetReport, split: str) -> tuple[str, tuple[Sample, ...]]:
+    """The pairs to score and the split's name.
+
+    ``auto`` takes the layout's test split if it has one, else the layout's own
+    validation split, else every pair (a seeded validation split chosen for
+    training says nothing about a dataset someone wants scored).
+
+    Raises:
+        DatasetError: the split asked for is empty.
+    """
+    own_val = report.split_method.startswith("the layout's own")
+    if split == "auto":
+        if report.test:
+            split = "test"
+        elif report.val and own_val:
+            split = "val"
+        else:
+            split = "all"
+    chosen = {
+        "test": report.test,
+        "val": report.val,
+        "train": report.train,
+        "all": report.train + report.val + report.test,
+    }[split]
+    if not chosen:
+        raise DatasetError(
+            f"{report.root} has no {split} pairs; choose another --split (test, val, train, all)"
+        )
+    return split, tuple(sorted(chosen, key=lambda sample: str(sample.image)))
+
+
+def read_truth(sample: Sample, decoder: MaskDecoder, road_width_m: float) -> np.ndarray:
+    """The whole road mask of one pair, bool, on the image's grid.
+
+    Raises:
+        DatasetError: the label is not the image's size.
+    """
+    from rasterio.windows import Window
+
+    with _open(sample.image) as src:
+        if sample.is_vector:
+            return _vector_mask(sample.label, src, road_width_m)(
+                Window(0, 0, src.width, src.height)
+            ).astype(bool)
+        size = (src.width, src.height)
+    with _open(sample.label) as lab:
+        if (lab.width, lab.height) != size:
+            raise DatasetError(
+                f"{sample.label.name} is {lab.width}x{lab.height} but its image "
+                f"{sample.image.name} is {size[0]}x{size[1]}; masks must match their images"
+            )
+        return decode_mask(lab.read(), decoder, _colormap_lut(lab)).astype(bool)
+
+
+def evaluate_dataset(
+    model: LoadedModel,
+    data: str | os.PathLike[str],
+    *,
+    split: str = "auto",
+    rule: LabelRule | None = None,
+    bands: Sequence[int] | None = None,
+    threshold: float | None = None,
+    rho: float = DEFAULT_RHO,
+    options: PredictOptions | None = None,
+    infer_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+    progress: bool = False,
+) -> DatasetEvaluation:
+    """Predict every image of a split of ``data`` and score it against its mask.
+
+    Args:
+        model: the model (:func:`roadseg.model.load_model`).
+        data: a dataset folder in any layout ``roadseg train`` knows.
+        split: ``auto`` (see :func:`choose_samples`), ``test``, ``val``,
+            ``train`` or ``all``.
+        rule: which class of multi-class masks is road; SpaceNet line width.
+        bands: image bands that feed the model (default: as predict chooses).
+        threshold: probability threshold (default: the model's).
+        rho: relaxation tolerance of the relaxed metrics, pixels.
+        options: predict options (tile size, overlap, precision, TTA...).
+        infer_fn: a ready ``batch -> probabilities`` function (tests); by
+            default one is compiled once for all images.
+        progress: a progress bar over the images.
+
+    Raises:
+        DatasetError: nothing usable in ``data``, an empty split, or a mask
+            that does not match its image.
+        RoadsegError: an image predict refuses (with its name).
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    rule = rule or LabelRule()
+    info = model.info
+    threshold = info.threshold if threshold is None else threshold
+    report = scan_dataset(
+        data, rule=rule, bands=bands, model_bands=info.bands, tile_size=info.tile_size
+    )
+    report.raise_for_errors()
+    split, samples = choose_samples(report, split)
+    base = options or PredictOptions()
+    run = replace(base, bands=tuple(bands) if bands else base.bands, overwrite=True, progress=False)
+    if infer_fn is None:
+        infer_fn = _compile(model, run)
+    overall = MetricsAccumulator(256, rho=rho)
+    scores: list[ImageScore] = []
+    quiet = _NoCrsFilter()
+    logging.getLogger("roadseg").addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="roadseg-eval-") as tmp:
+            out = Path(tmp) / "prob.tif"
+            for sample in tqdm(samples, unit="image", disable=not progress, desc="evaluate"):
+                truth = read_truth(sample, report.decoder, rule.road_width_m)
+                predict_raster(sample.image, out, model, run, infer_fn=infer_fn)
+                acc = _count(out, truth, rho)
+                scores.append(ImageScore(sample.image, acc.result(_LEVEL_VALUES, threshold)))
+                overall.merge(acc)
+    finally:
+        logging.getLogger("roadseg").removeFilter(quiet)
+    return DatasetEvaluation(
+        overall=overall.result(_LEVEL_VALUES, threshold),
+        images=tuple(scores),
+        split=split,
+        layout=report.layout_name,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _count(prob_path: Path, truth: np.ndarray, rho: float) -> MetricsAccumulator:
+    """Metric counts of one roadseg probability GeoTIFF against its truth mask."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(prob_path) as ds:
+            levels = ds.read(1)
+    valid = levels != PROB_NODATA
+    acc = MetricsAccumulator(256, rho=rho)
+    acc.add(np.where(valid, levels, 0), truth, valid)
+    return acc
+
+
+class _NoCrsFilter(logging.Filter):
+    """Dataset tiles are often plain PNG/JPEG: one 'no CRS' warning per image is noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "has no CRS" not in record.getMessage()
+
+
+def _compile(model: LoadedModel, options: PredictOptions) -> Callable[[np.ndarray], np.ndarray]:
+    """One compiled inference function for every image (as predict builds it)."""
+    from roadseg.precision import resolve_precision, with_precision
+    from roadseg.predict import configure_devices, make_infer_fn
+
+    configure_devices()
+    network = with_precision(model.model, resolve_precision(options.precision))
+    tile = options.tile_size or model.info.tile_size
+    return make_infer_fn(network, tile, model.info.bands, options.tta)
