@@ -36,7 +36,7 @@ from roadseg.data import (
     scan_dataset,
 )
 from roadseg.errors import DatasetError
-from roadseg.metrics import DEFAULT_RHO, EvaluationResult, MetricsAccumulator
+from roadseg.metrics import DEFAULT_RHO, Counts, EvaluationResult, MetricsAccumulator
 from roadseg.model import LoadedModel
 from roadseg.predict import PROB_NODATA, PROB_SCALE, PredictOptions, predict_raster
 
@@ -238,3 +238,103 @@ def _compile(model: LoadedModel, options: PredictOptions) -> Callable[[np.ndarra
     network = with_precision(model.model, resolve_precision(options.precision))
     tile = options.tile_size or model.info.tile_size
     return make_infer_fn(network, tile, model.info.bands, options.tta)
+
+
+#: Suffixes that name the role of a file rather than the place it shows.
+_ROLE_SUFFIXES = ("_roads", "_mask", "_prob", "_pred", "_label", "_labels", "_gt", "_truth")
+_RASTER_EXTS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".vrt", ".img", ".jp2"}
+
+
+def _key(path: Path) -> str:
+    stem = path.stem
+    for suffix in _ROLE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+@dataclass(frozen=True)
+class FolderEvaluation:
+    """What :func:`evaluate_folders` measured.
+
+    Attributes:
+        pooled: counts summed over every pair at the threshold (IoU, F1,
+            relaxed precision and recall of the whole set are its properties).
+        pairs: ``(prediction, truth, result)`` per matched pair.
+    """
+
+    pooled: Counts
+    pairs: tuple[tuple[Path, Path, EvaluationResult], ...]
+
+    def to_dict(self) -> dict[str, object]:
+        """``overall`` (pooled metrics at the threshold) and ``images``."""
+        c = self.pooled
+        overall = {
+            "iou": c.iou,
+            "f1": c.f1,
+            "precision": c.precision,
+            "recall": c.recall,
+            "relaxed_precision": c.relaxed_precision,
+            "relaxed_recall": c.relaxed_recall,
+            "counts": c.to_dict(),
+        }
+        images = [{"pred": str(p), "truth": str(t), **r.to_dict()} for p, t, r in self.pairs]
+        return {"overall": overall, "images": images}
+
+
+def match_pairs(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
+    """Predictions and truths matched by file stem, ignoring role suffixes
+    such as ``_roads`` (what ``roadseg predict`` appends) or ``_mask``.
+
+    Raises:
+        DatasetError: no pair matches, or a stem matches twice.
+    """
+
+    def index(folder: Path) -> dict[str, Path]:
+        found: dict[str, Path] = {}
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in _RASTER_EXTS:
+                if _key(p) in found:
+                    raise DatasetError(
+                        f"{found[_key(p)].name} and {p.name} in {folder} both match "
+                        f"'{_key(p)}'; keep one"
+                    )
+                found[_key(p)] = p
+        return found
+
+    preds, truths = index(pred_dir), index(truth_dir)
+    keys = sorted(preds.keys() & truths.keys())
+    if not keys:
+        raise DatasetError(
+            f"no file of {pred_dir} matches one of {truth_dir} by name; name them alike "
+            "(a_roads.tif and a.tif, or a.tif and a_mask.tif)"
+        )
+    return [(preds[k], truths[k]) for k in keys]
+
+
+def evaluate_folders(
+    pred_dir: str | os.PathLike[str],
+    truth_dir: str | os.PathLike[str],
+    *,
+    threshold: float = 0.5,
+    rho: float = DEFAULT_RHO,
+    progress: bool = False,
+) -> FolderEvaluation:
+    """Score every prediction in ``pred_dir`` against its truth in ``truth_dir``.
+
+    Pairs are matched by :func:`match_pairs`; each is scored by
+    :func:`roadseg.metrics.evaluate_rasters` (streamed, any size) and the
+    counts at ``threshold`` are pooled over the set.
+    """
+    from tqdm import tqdm
+
+    from roadseg.metrics import evaluate_rasters
+
+    pairs = match_pairs(Path(pred_dir), Path(truth_dir))
+    scored = []
+    total = np.zeros(6, dtype=np.int64)
+    for pred, truth in tqdm(pairs, unit="pair", disable=not progress, desc="evaluate"):
+        result = evaluate_rasters(pred, truth, threshold=threshold, rho=rho)
+        scored.append((pred, truth, result))
+        total += np.array(list(result.counts.to_dict().values()), dtype=np.int64)
+    return FolderEvaluation(Counts(*(int(v) for v in total)), tuple(scored))

@@ -82,6 +82,8 @@ def gdal_env(**options: Any) -> rasterio.Env:
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "CPL_LOG": os.devnull,
     }
+    if "GDAL_CACHEMAX" in os.environ:  # the user's own setting wins; GDAL reads it
+        del settings["GDAL_CACHEMAX"]
     settings.update(options)
     return rasterio.Env(**settings)
 

@@ -124,7 +124,7 @@ os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 from roadseg.model import load_model
 from roadseg.predict import PredictOptions, predict_raster
 m = load_model({model!r})
-opts = PredictOptions(batch_size={batch}, overwrite=True)
+opts = PredictOptions(batch_size={batch}, precision="auto", overwrite=True)
 r = predict_raster({str(src)!r}, {str(out)!r}, m, opts)
 print(r.seconds, r.model_seconds)
 """

@@ -132,3 +132,41 @@ def test_cli_reports_json_and_one_line_errors(model, tmp_path) -> None:
     bad = run(cli, ["evaluate", "--data", str(empty), "--model", str(model.path)])
     assert bad.exit_code == 1 and "Traceback" not in bad.output
     assert len([line for line in bad.output.splitlines() if line.strip()]) == 1
+
+
+def _write_mask(path: Path, mask: np.ndarray) -> None:
+    Image.fromarray(mask.astype(np.uint8) * 255).save(path)
+
+
+def test_two_folders_are_matched_by_name_and_pooled(tmp_path) -> None:
+    from roadseg.evaluate_dataset import evaluate_folders
+
+    preds, truths = tmp_path / "pred", tmp_path / "truth"
+    preds.mkdir()
+    truths.mkdir()
+    for i in range(3):
+        _write_mask(truths / f"t{i}_mask.png", _mask(i))
+        guess = _mask(i) if i < 2 else np.zeros((48, 48), np.uint8)  # t2: nothing found
+        _write_mask(preds / f"t{i}_roads.png", guess)
+    _write_mask(preds / "stray.png", _mask(7))  # no truth: ignored
+    result = evaluate_folders(preds, truths)
+    assert [p.name for p, _, _ in result.pairs] == ["t0_roads.png", "t1_roads.png", "t2_roads.png"]
+    total = sum(int(_mask(i).sum()) for i in range(3))
+    found = total - int(_mask(2).sum())
+    assert result.pooled.recall == pytest.approx(found / total)
+    assert result.pooled.precision == pytest.approx(1.0)
+
+    out = CliRunner().invoke(cli, ["evaluate", str(preds), str(truths), "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.stdout)["overall"]["recall"] == pytest.approx(found / total)
+
+
+def test_folders_with_nothing_in_common_fail_in_one_line(tmp_path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    _write_mask(a / "x.png", _mask(0))
+    _write_mask(b / "y.png", _mask(0))
+    out = CliRunner().invoke(cli, ["evaluate", str(a), str(b)])
+    assert out.exit_code == 1 and "Traceback" not in out.output
+    assert "matches" in out.output and len(out.output.strip().splitlines()) == 1

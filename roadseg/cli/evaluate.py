@@ -20,8 +20,8 @@ MAX_RHO = 100.0
 
 
 @click.command(short_help="Relaxed precision/recall, IoU and F1 of a prediction.")
-@click.argument("pred", type=click.Path(dir_okay=False), required=False)
-@click.argument("truth", type=click.Path(dir_okay=False), required=False)
+@click.argument("pred", type=click.Path(), required=False)
+@click.argument("truth", type=click.Path(), required=False)
 @click.option(
     "--threshold",
     type=float,
@@ -118,6 +118,10 @@ def evaluate(
       breakeven           the value at which relaxed precision equals relaxed
                           recall as the threshold varies, and that threshold
 
+    PRED and TRUTH may also be two folders: files are matched by name
+    (a_roads.tif with a.tif or a_mask.tif), each pair is scored, and the
+    counts are pooled over the set.
+
     Road masks are a few pixels wide and annotators place them a pixel or two
     off, so the road-extraction literature (Mnih & Hinton 2010; the ResUNet
     paper, Zhang et al. 2018) reports the relaxed metrics with rho = 3 pixels.
@@ -179,6 +183,9 @@ def evaluate(
         )
     if model is not None:
         raise click.UsageError("--model goes with --data DIR")
+    if Path(pred).is_dir() and Path(truth).is_dir():
+        _evaluate_folders(pred, truth, threshold, rho, as_json, quiet)
+        return
     if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
         _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
         return
@@ -244,6 +251,42 @@ def _evaluate_data(
         r = s.result
         click.echo(
             f"{s.image.name:<{name_w}}{_num(r.iou):>8}{_num(r.f1):>8}"
+            f"{_num(r.relaxed_precision):>11}{_num(r.relaxed_recall):>11}"
+        )
+
+
+def _evaluate_folders(
+    pred: str, truth: str, threshold: float, rho: float, as_json: bool, quiet: bool
+) -> None:
+    """Every prediction in one folder against its truth in another."""
+    from roadseg.evaluate_dataset import evaluate_folders
+
+    result = evaluate_folders(
+        pred, truth, threshold=threshold, rho=rho, progress=show_progress(quiet)
+    )
+    if as_json:
+        click.echo(json.dumps({"pred": pred, "truth": truth, **result.to_dict()}, indent=2))
+        return
+    c = result.pooled
+    click.echo(
+        f"pred   {pred}\ntruth  {truth}\n{len(result.pairs)} pairs, pooled at "
+        f"threshold {threshold:g}, rho {rho:g} px:\n"
+    )
+    for name, value in (
+        ("IoU", c.iou),
+        ("F1", c.f1),
+        ("precision", c.precision),
+        ("recall", c.recall),
+        ("relaxed precision", c.relaxed_precision),
+        ("relaxed recall", c.relaxed_recall),
+    ):
+        click.echo(f"{name:<20}{_num(value)}")
+    click.echo("")
+    name_w = max(len(p.name) for p, _, _ in result.pairs) + 2
+    click.echo(f"{'pred':<{name_w}}{'IoU':>8}{'F1':>8}{'relaxed P':>11}{'relaxed R':>11}")
+    for p, _, r in result.pairs:
+        click.echo(
+            f"{p.name:<{name_w}}{_num(r.iou):>8}{_num(r.f1):>8}"
             f"{_num(r.relaxed_precision):>11}{_num(r.relaxed_recall):>11}"
         )
 
