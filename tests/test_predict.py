@@ -235,3 +235,42 @@ def test_tta_averages_inverse_transformed_outputs(tta) -> None:
         expected += yt[:, :, ::-1] if flip else yt
     expected /= len(_tta_transforms(tta))
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+class ResourceExhaustedError(RuntimeError):
+    """Stands in for tensorflow.errors.ResourceExhaustedError (matched by name)."""
+
+
+def test_out_of_memory_halves_the_batch_and_gives_the_same_output(
+    make_geotiff, tmp_path, caplog
+) -> None:
+    rng = np.random.default_rng(3)
+    src = make_geotiff(rng.integers(0, 255, (3, 150, 170), dtype=np.uint8))
+    calls: list[int] = []
+
+    def small_memory(batch: np.ndarray) -> np.ndarray:
+        calls.append(len(batch))
+        if len(batch) > 2:
+            raise ResourceExhaustedError("OOM when allocating tensor")
+        return identity(batch)
+
+    opts = PredictOptions(overlap=16, batch_size=8, as_float=True)
+    model = fake_model()
+    predict_raster(src, tmp_path / "a.tif", model, opts, infer_fn=identity)
+    with caplog.at_level("WARNING", logger="roadseg"):
+        predict_raster(src, tmp_path / "b.tif", model, opts, infer_fn=small_memory)
+    with rasterio.open(tmp_path / "a.tif") as a, rasterio.open(tmp_path / "b.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    assert calls[:3] == [8, 4, 2] and max(calls[3:]) <= 2  # halved once, then kept small
+    assert "continuing with 2" in caplog.text
+
+
+def test_other_errors_are_not_taken_for_out_of_memory(make_geotiff, tmp_path) -> None:
+    src = make_geotiff(np.zeros((3, 40, 40), dtype=np.uint8))
+
+    def broken(batch: np.ndarray) -> np.ndarray:
+        raise ValueError("not memory")
+
+    with pytest.raises(ValueError, match="not memory"):
+        predict_raster(src, tmp_path / "o.tif", fake_model(), PredictOptions(), infer_fn=broken)
+    assert not (tmp_path / "o.tif").exists()
