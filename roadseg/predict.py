@@ -13,6 +13,7 @@ drains a bounded queue of finished rows to disk.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import queue
@@ -555,6 +556,58 @@ def _writer_thread(q: queue.Queue[Any], writer: _BlockWriter, errors: list[BaseE
 MASK_COLORMAP = {0: (0, 0, 0, 0), 1: (255, 40, 40, 255), 255: (0, 0, 0, 0)}
 
 
+@contextlib.contextmanager
+def raw_outputs(
+    src: rasterio.io.DatasetReader,
+    tmp_out: Path,
+    tmp_mask: Path | None,
+    *,
+    threshold: float,
+    as_float: bool,
+    tags: dict[str, str],
+    block: int = 256,
+) -> Iterator[_BlockWriter]:
+    """The block writer of a probability (and mask) output on ``src``'s grid.
+
+    Opens intermediate GeoTIFFs beside ``tmp_out``/``tmp_mask``, yields a
+    :class:`_BlockWriter` over them (the caller closes the writer when every
+    row is in), and when the block ends without an error converts them into
+    the COGs ``tmp_out`` and ``tmp_mask``. The intermediates are always removed.
+    """
+    prob_profile = output_profile(
+        src,
+        dtype="float32" if as_float else "uint8",
+        nodata=FLOAT_NODATA if as_float else PROB_NODATA,
+        intermediate=True,
+    )
+    raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
+    raw_mask = tmp_mask.with_name(tmp_mask.name + ".raw.tif") if tmp_mask is not None else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            dst = rasterio.open(raw_out, "w", **prob_profile)
+            mask_dst = None
+            if raw_mask is not None:
+                mask_profile = output_profile(
+                    src, dtype="uint8", nodata=MASK_NODATA, intermediate=True
+                )
+                mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
+        try:
+            _describe(dst, mask_dst, tags, threshold, as_float)
+            yield _BlockWriter(dst, mask_dst, threshold, as_float, block)
+        finally:
+            dst.close()
+            if mask_dst is not None:
+                mask_dst.close()
+        to_cog(raw_out, tmp_out)
+        if raw_mask is not None and tmp_mask is not None:
+            to_cog(raw_mask, tmp_mask, resampling="nearest")
+    finally:
+        for p in (raw_out, raw_mask):
+            if p is not None and p.exists():
+                p.unlink()
+
+
 def _run(
     src: rasterio.io.DatasetReader,
     plan: _Plan,
@@ -567,78 +620,47 @@ def _run(
 ) -> tuple[int, float]:
     from tqdm import tqdm
 
-    prob_profile = output_profile(
-        src,
-        dtype="float32" if options.as_float else "uint8",
-        nodata=FLOAT_NODATA if options.as_float else PROB_NODATA,
-        intermediate=True,
-    )
-    raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
-    raw_mask = tmp_mask.with_name(tmp_mask.name + ".raw.tif") if tmp_mask is not None else None
     model_seconds = 0.0
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            dst = rasterio.open(raw_out, "w", **prob_profile)
-            mask_dst = None
-            if raw_mask is not None:
-                mask_profile = output_profile(
-                    src, dtype="uint8", nodata=MASK_NODATA, intermediate=True
-                )
-                mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
+    with raw_outputs(
+        src, tmp_out, tmp_mask, threshold=threshold, as_float=options.as_float, tags=tags
+    ) as writer:
+        valid_rows: dict[int, np.ndarray] = {}
+        blender = _RowBlender(plan)
+        wq: queue.Queue[Any] = queue.Queue(maxsize=4)
+        errors: list[BaseException] = []
+        wthread = threading.Thread(
+            target=_writer_thread, args=(wq, writer, errors), name="roadseg-writer", daemon=True
+        )
+        wthread.start()
+        bar = tqdm(
+            total=plan.n_tiles,
+            unit="tile",
+            disable=not options.progress,
+            desc=Path(src.name).name,
+            dynamic_ncols=True,
+            leave=True,
+        )
+        safe_infer = HalvingInfer(infer_fn)
         try:
-            _describe(dst, mask_dst, tags, threshold, options.as_float)
-            valid_rows: dict[int, np.ndarray] = {}
-            blender = _RowBlender(plan)
-            writer = _BlockWriter(dst, mask_dst, threshold, options.as_float)
-            wq: queue.Queue[Any] = queue.Queue(maxsize=4)
-            errors: list[BaseException] = []
-            wthread = threading.Thread(
-                target=_writer_thread, args=(wq, writer, errors), name="roadseg-writer", daemon=True
-            )
-            wthread.start()
-            bar = tqdm(
-                total=plan.n_tiles,
-                unit="tile",
-                disable=not options.progress,
-                desc=Path(src.name).name,
-                dynamic_ncols=True,
-                leave=True,
-            )
-            safe_infer = HalvingInfer(infer_fn)
-            try:
-                batches = _prefetch(
-                    _iter_batches(src, plan, options.batch_size, valid_rows), depth=3
-                )
-                for batch, where in batches:
-                    t0 = time.perf_counter()
-                    probs = safe_infer(batch)
-                    model_seconds += time.perf_counter() - t0
-                    for (i, j), prob in zip(where, probs, strict=True):
-                        done = blender.add(i, j, prob)
-                        if done is not None:
-                            # A tile row finishes fewer rows than it covers.
-                            wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
-                    bar.update(len(where))
-                    if errors:
-                        raise errors[0]
-            finally:
-                bar.close()
-                wq.put(_DONE)
-                wthread.join()
-            if errors:
-                raise errors[0]
+            batches = _prefetch(_iter_batches(src, plan, options.batch_size, valid_rows), depth=3)
+            for batch, where in batches:
+                t0 = time.perf_counter()
+                probs = safe_infer(batch)
+                model_seconds += time.perf_counter() - t0
+                for (i, j), prob in zip(where, probs, strict=True):
+                    done = blender.add(i, j, prob)
+                    if done is not None:
+                        # A tile row finishes fewer rows than it covers.
+                        wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
+                bar.update(len(where))
+                if errors:
+                    raise errors[0]
         finally:
-            dst.close()
-            if mask_dst is not None:
-                mask_dst.close()
-        to_cog(raw_out, tmp_out)
-        if raw_mask is not None and tmp_mask is not None:
-            to_cog(raw_mask, tmp_mask, resampling="nearest")
-    finally:
-        for p in (raw_out, raw_mask):
-            if p is not None and p.exists():
-                p.unlink()
+            bar.close()
+            wq.put(_DONE)
+            wthread.join()
+        if errors:
+            raise errors[0]
     return plan.n_tiles, model_seconds
 
 

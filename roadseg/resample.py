@@ -49,16 +49,12 @@ from rasterio.windows import Window
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.model import LoadedModel
 from roadseg.predict import (
-    FLOAT_NODATA,
-    MASK_NODATA,
-    PROB_NODATA,
     PROB_SCALE,
     PredictOptions,
     PredictResult,
-    _BlockWriter,
-    _describe,
     _maybe_atomic,
     predict_raster,
+    raw_outputs,
     write_preview,
 )
 from roadseg.preprocess import compute_normalizer, select_bands
@@ -71,8 +67,6 @@ from roadseg.raster_io import (
     gdal_env,
     is_palette,
     open_raster,
-    output_profile,
-    to_cog,
 )
 
 log = logging.getLogger(__name__)
@@ -527,41 +521,25 @@ def write_back(
     The outputs are encoded by ``predict_raster``'s own writer, so they match
     its outputs in every respect but the values.
     """
-    prob_profile = output_profile(
-        src,
-        dtype="float32" if as_float else "uint8",
-        nodata=FLOAT_NODATA if as_float else PROB_NODATA,
-    )
-    raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
-    raw_mask = tmp_mask.with_name(tmp_mask.name + ".raw.tif") if tmp_mask is not None else None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            grid = rasterio.open(grid_path)
-            dst = rasterio.open(raw_out, "w", **prob_profile)
-            mask_dst = None
-            if raw_mask is not None:
-                mask_profile = output_profile(src, dtype="uint8", nodata=MASK_NODATA)
-                mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
-        try:
-            _describe(dst, mask_dst, tags, threshold, as_float)
-            writer = _BlockWriter(dst, mask_dst, threshold, as_float, block=STRIP_ROWS)
-            for top, bottom, prob, ok in _strips(src, grid):
-                window = Window(0, top, src.width, bottom - top)
-                writer.add(prob, ok & _input_valid(src, window, bands))
-            writer.close()
-        finally:
-            grid.close()
-            dst.close()
-            if mask_dst is not None:
-                mask_dst.close()
-        to_cog(raw_out, tmp_out)
-        if raw_mask is not None and tmp_mask is not None:
-            to_cog(raw_mask, tmp_mask, resampling="nearest")
-    finally:
-        for p in (raw_out, raw_mask):
-            if p is not None and p.exists():
-                p.unlink()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        grid = rasterio.open(grid_path)
+    with (
+        grid,
+        raw_outputs(
+            src,
+            tmp_out,
+            tmp_mask,
+            threshold=threshold,
+            as_float=as_float,
+            tags=tags,
+            block=STRIP_ROWS,
+        ) as writer,
+    ):
+        for top, bottom, prob, ok in _strips(src, grid):
+            window = Window(0, top, src.width, bottom - top)
+            writer.add(prob, ok & _input_valid(src, window, bands))
+        writer.close()
 
 
 # --------------------------------------------------------------------------- entry point
