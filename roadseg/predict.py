@@ -73,6 +73,7 @@ class PredictOptions:
     tta: str = "none"
     overwrite: bool = False
     progress: bool = False
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -262,11 +263,20 @@ def predict_raster(
             _maybe_atomic(options.mask_path, options.overwrite) as tmp_mask,
             _maybe_atomic(options.preview_path, options.overwrite) as tmp_preview,
         ):
+            journal = None
+            if options.resume:
+                from roadseg.journal import RunJournal, run_identity
+
+                settings = {**tags, "as_float": options.as_float, "mask": tmp_mask is not None}
+                identity = run_identity(Path(input_path), model.sha256, settings)
+                journal = RunJournal(output_path, identity, block=256)
             tiles, model_seconds = _run(
-                src, plan, infer_fn, tmp_out, tmp_mask, threshold, options, tags
+                src, plan, infer_fn, tmp_out, tmp_mask, threshold, options, tags, journal
             )
             if tmp_preview is not None:
                 write_preview(src, plan.bands, plan.normalizer, tmp_out, tmp_preview)
+    if journal is not None:
+        journal.finish()  # the outputs are in place
     return PredictResult(
         output=output_path,
         mask=options.mask_path,
@@ -321,7 +331,11 @@ _DONE = object()
 
 
 def _iter_batches(
-    src: rasterio.io.DatasetReader, plan: _Plan, batch_size: int, valid_rows: dict[int, np.ndarray]
+    src: rasterio.io.DatasetReader,
+    plan: _Plan,
+    batch_size: int,
+    valid_rows: dict[int, np.ndarray],
+    first: int = 0,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Batches of normalised tiles with their (tile row, tile column) indices.
 
@@ -336,6 +350,8 @@ def _iter_batches(
     batch = np.empty((batch_size, t, t, bands), dtype=np.float32)
     where: list[tuple[int, int]] = []
     for i, rspan in enumerate(plan.rows):
+        if i < first:  # a resumed run: these tile rows only touch finished rows
+            continue
         row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
         data, valid = read_rows(src, row_idx, col_idx, plan.bands)
         if data.dtype.kind == "f":
@@ -443,14 +459,14 @@ class _RowBlender:
     is complete, the rows above the start of tile row i + 1 are final.
     """
 
-    def __init__(self, plan: _Plan) -> None:
+    def __init__(self, plan: _Plan, first: int = 0) -> None:
         self.plan = plan
         self.c0 = plan.cols[0].start
         width = plan.cols[-1].stop - self.c0
         self.acc = np.zeros((plan.tile, width), dtype=np.float32)
         self.wsum = np.zeros((plan.tile, width), dtype=np.float32)
         self.weights = weight_window(plan.tile, plan.overlap)
-        self.top = plan.rows[0].start  # image row of acc[0]
+        self.top = plan.rows[first].start  # image row of acc[0]
         self.pending = [len(plan.cols)] * len(plan.rows)
 
     def add(self, i: int, j: int, prob: np.ndarray) -> np.ndarray | None:
@@ -503,8 +519,37 @@ class _BlockWriter:
         self.buf: list[tuple[np.ndarray, np.ndarray]] = []
         self.rows_buffered = 0
         self.row = 0
+        self.journal: Any = None
+        self.incoming = 0  # image row of the next row given to add()
+
+    def resume(self, journal: Any, done_blocks: int) -> int:
+        """Copy ``done_blocks`` finished blocks from ``journal``; return the
+        number of rows they hold. Call :meth:`skip_from` before adding rows."""
+        from rasterio.windows import Window
+
+        self.journal = journal
+        for index in range(done_blocks):
+            bands = journal.load(index)
+            window = Window(0, self.row, bands[0].shape[1], bands[0].shape[0])
+            self.dst.write(bands[0], 1, window=window)
+            if self.mask_dst is not None:
+                self.mask_dst.write(bands[1], 1, window=window)
+            self.row += bands[0].shape[0]
+        return self.row
+
+    def skip_from(self, first_row: int) -> None:
+        """The rows given to :meth:`add` start at image row ``first_row``;
+        those a resumed run already has are dropped."""
+        self.incoming = first_row
 
     def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
+        if self.incoming < self.row:  # rows a resumed run already has
+            drop = min(prob.shape[0], self.row - self.incoming)
+            self.incoming += drop
+            prob, valid = prob[drop:], valid[drop:]
+            if not prob.shape[0]:
+                return
+        self.incoming += prob.shape[0]
         self.buf.append((prob, valid))
         self.rows_buffered += prob.shape[0]
         if self.rows_buffered >= self.block:
@@ -529,9 +574,17 @@ class _BlockWriter:
         else:
             out = np.where(valid, np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
         self.dst.write(out, 1, window=window)
+        bands = [out]
         if self.mask_dst is not None:
             mask = np.where(valid, prob >= self.threshold, MASK_NODATA).astype(np.uint8)
             self.mask_dst.write(mask, 1, window=window)
+            bands.append(mask)
+        if self.journal is not None:
+            for k in range(0, n, self.block):  # one journal entry per whole output block
+                rows = min(self.block, n - k)
+                if rows == self.block or self.row + k + rows == self.dst.height:
+                    index = (self.row + k) // self.block
+                    self.journal.save(index, [b[k : k + rows] for b in bands])
         self.row += n
         self.buf = [(keep_p, keep_v)] if keep_p.shape[0] else []
         self.rows_buffered = keep_p.shape[0]
@@ -617,6 +670,7 @@ def _run(
     threshold: float,
     options: PredictOptions,
     tags: dict[str, str],
+    journal: Any = None,
 ) -> tuple[int, float]:
     from tqdm import tqdm
 
@@ -624,8 +678,18 @@ def _run(
     with raw_outputs(
         src, tmp_out, tmp_mask, threshold=threshold, as_float=options.as_float, tags=tags
     ) as writer:
+        first = 0
+        if journal is not None:
+            done_rows = writer.resume(journal, journal.start())
+            # Tile rows that only touch finished rows are not computed again.
+            first = next(
+                (i for i, r in enumerate(plan.rows) if r.stop > done_rows), len(plan.rows)
+            )
+            first_row = max(plan.rows[first].start, 0) if first < len(plan.rows) else plan.height
+            writer.skip_from(first_row)
+        n_tiles = (len(plan.rows) - first) * len(plan.cols)
         valid_rows: dict[int, np.ndarray] = {}
-        blender = _RowBlender(plan)
+        blender = _RowBlender(plan, min(first, len(plan.rows) - 1))
         wq: queue.Queue[Any] = queue.Queue(maxsize=4)
         errors: list[BaseException] = []
         wthread = threading.Thread(
@@ -633,7 +697,7 @@ def _run(
         )
         wthread.start()
         bar = tqdm(
-            total=plan.n_tiles,
+            total=n_tiles,
             unit="tile",
             disable=not options.progress,
             desc=Path(src.name).name,
@@ -642,7 +706,9 @@ def _run(
         )
         safe_infer = HalvingInfer(infer_fn)
         try:
-            batches = _prefetch(_iter_batches(src, plan, options.batch_size, valid_rows), depth=3)
+            batches = _prefetch(
+                _iter_batches(src, plan, options.batch_size, valid_rows, first), depth=3
+            )
             for batch, where in batches:
                 t0 = time.perf_counter()
                 probs = safe_infer(batch)
@@ -661,7 +727,7 @@ def _run(
             wthread.join()
         if errors:
             raise errors[0]
-    return plan.n_tiles, model_seconds
+    return n_tiles, model_seconds
 
 
 def _describe(

@@ -129,6 +129,13 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     help="Also write the road centerlines (as 'roadseg vectorize' does, default options) "
     "to PATH: .gpkg or .geojson. Without PATH: <input stem>_roads.gpkg beside the input.",
 )
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Keep a journal of finished blocks beside the output (.<name>.resume/) and, if a "
+    "killed run of the same input, model and options left one, continue it: only unfinished "
+    "rows are computed and the result is identical. Start long runs with it.",
+)
 @batch_options
 @overwrite_opt
 @quiet_opt
@@ -149,6 +156,7 @@ def predict(
     gsd: float | None,
     resample: bool,
     vector_path: str | None,
+    resume: bool,
     output_dir: str | None,
     workers: int | None,
     scheduler: str | None,
@@ -182,6 +190,7 @@ def predict(
       roadseg predict ortho.tif -o roads.tif --mask mask.tif --preview roads.png
       roadseg predict pan.tif --bands 1,1,1          # single-band imagery
       roadseg predict big.tif --batch-size 32 --quiet
+      roadseg predict big.tif --resume     # again after a crash: continues
       roadseg predict ortho.tif --vectorize roads.gpkg    # centerlines too
       roadseg predict photo.png --gsd 0.3           # no georeferencing: state the GSD
       roadseg predict 'tiles/*.tif' --output-dir out --workers 2
@@ -214,6 +223,7 @@ def predict(
         tta=tta,
         overwrite=overwrite,
         progress=show_progress(quiet),
+        resume=resume,
     )
     if wants_batch(inputs, output_dir, workers, scheduler):
         if gsd is not None:
