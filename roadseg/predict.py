@@ -377,20 +377,24 @@ def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
+    def put(item: Any) -> bool:
+        """Queue ``item`` unless the consumer has gone; False if it has."""
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def work() -> None:
         try:
             for item in iterator:
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
+                if not put(item):
                     return
-            q.put(_DONE)
+            put(_DONE)
         except BaseException as exc:  # hand the error to the consumer
-            q.put(exc)
+            put(exc)
 
     thread = threading.Thread(target=work, name="roadseg-reader", daemon=True)
     thread.start()
@@ -403,8 +407,10 @@ def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
                 raise item
             yield item
     finally:
+        # Wait for the reader: it must not touch the dataset after the caller
+        # closes it (GDAL would crash). It stops within one read and 0.1 s.
         stop.set()
-        thread.join(timeout=5)
+        thread.join()
 
 
 # --------------------------------------------------------------------------- out of memory
@@ -682,9 +688,7 @@ def _run(
         if journal is not None:
             done_rows = writer.resume(journal, journal.start())
             # Tile rows that only touch finished rows are not computed again.
-            first = next(
-                (i for i, r in enumerate(plan.rows) if r.stop > done_rows), len(plan.rows)
-            )
+            first = next((i for i, r in enumerate(plan.rows) if r.stop > done_rows), len(plan.rows))
             first_row = max(plan.rows[first].start, 0) if first < len(plan.rows) else plan.height
             writer.skip_from(first_row)
         n_tiles = (len(plan.rows) - first) * len(plan.cols)
@@ -705,10 +709,10 @@ def _run(
             leave=True,
         )
         safe_infer = HalvingInfer(infer_fn)
+        batches = _prefetch(
+            _iter_batches(src, plan, options.batch_size, valid_rows, first), depth=3
+        )
         try:
-            batches = _prefetch(
-                _iter_batches(src, plan, options.batch_size, valid_rows, first), depth=3
-            )
             for batch, where in batches:
                 t0 = time.perf_counter()
                 probs = safe_infer(batch)
@@ -722,6 +726,7 @@ def _run(
                 if errors:
                     raise errors[0]
         finally:
+            batches.close()  # stops and joins the reader thread, also on errors
             bar.close()
             wq.put(_DONE)
             wthread.join()
