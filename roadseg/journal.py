@@ -9,7 +9,9 @@ Beside the output, a hidden folder ``.<output name>.resume/`` holds:
   output rows, as the output encodes it (probability band, and the mask band
   when a mask is written), each written under a temporary name and renamed
   when complete, so a block file on disk is always whole, even after
-  ``kill -9``.
+  ``kill -9``. Each file reaches the disk (fsync) before it is renamed, so
+  even a crash of the machine cannot leave a block named but empty; a block
+  file that still cannot be read ends the finished part.
 
 A resumed run copies the finished blocks from the top of the raster, and
 recomputes only the tile rows that touch an unfinished row. Each output row
@@ -77,7 +79,7 @@ class RunJournal:
                 same = False
             if same:
                 done = 0
-                while (self.folder / self._name(done)).is_file():
+                while self._readable(done):
                     done += 1
                 if done:
                     log.info("resuming: %d finished block(s) of %d rows", done, self.block)
@@ -112,7 +114,9 @@ class RunJournal:
                 ) as ds:
                     for k, band in enumerate(bands, start=1):
                         ds.write(band, k)
+            _fsync(tmp)
             os.replace(tmp, self.folder / self._name(index))
+            _fsync(self.folder)
         except BaseException:
             if os.path.exists(tmp):
                 os.unlink(tmp)
@@ -132,9 +136,38 @@ class RunJournal:
     def _name(self, index: int) -> str:
         return f"block_{index:06d}.tif"
 
+    def _readable(self, index: int) -> bool:
+        """Block ``index`` exists and its header can be read (a file cut short
+        by a crash of the machine is computed again, not copied)."""
+        path = self.folder / self._name(index)
+        if not path.is_file():
+            return False
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with rasterio.open(path) as ds:
+                    return ds.height > 0 and ds.count > 0
+        except rasterio.errors.RasterioError:
+            log.warning("%s in %s is damaged; computing it again", path.name, self.folder.name)
+            return False
+
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
         fd, tmp = tempfile.mkstemp(prefix=".run.", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
+        _fsync(path.parent)
+
+
+def _fsync(path: str | Path) -> None:
+    """Flush a file, or a folder's entries (a rename), to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems cannot fsync a folder; the rename still holds
+        pass
+    finally:
+        os.close(fd)

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import queue
+import shutil
 import threading
 import time
 import warnings
@@ -30,6 +31,7 @@ import rasterio
 
 from roadseg import __version__
 from roadseg.errors import RoadsegError, UnsupportedRasterError
+from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
 from roadseg.precision import PRECISIONS, resolve_precision, with_precision
 from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
@@ -219,6 +221,7 @@ def predict_raster(
         raise UnsupportedRasterError(
             f"the model only takes {fixed}x{fixed} tiles; use --tile-size {fixed}"
         )
+    stale = None if options.resume else _stale_journal(output_path)
 
     with gdal_env(), open_raster(input_path, expand_palette=True) as src:
         check_dtype(src, input_path)
@@ -265,8 +268,6 @@ def predict_raster(
         ):
             journal = None
             if options.resume:
-                from roadseg.journal import RunJournal, run_identity
-
                 settings = {**tags, "as_float": options.as_float, "mask": tmp_mask is not None}
                 identity = run_identity(Path(input_path), model.sha256, settings)
                 journal = RunJournal(output_path, identity, block=256)
@@ -277,6 +278,8 @@ def predict_raster(
                 write_preview(src, plan.bands, plan.normalizer, tmp_out, tmp_preview)
     if journal is not None:
         journal.finish()  # the outputs are in place
+    elif stale is not None:
+        shutil.rmtree(stale, ignore_errors=True)  # nothing left to continue
     return PredictResult(
         output=output_path,
         mask=options.mask_path,
@@ -304,6 +307,21 @@ def _check_options(options: PredictOptions, tile: int, threshold: float) -> None
         )
     if not 0.0 < threshold < 1.0:
         raise RoadsegError(f"threshold must lie between 0 and 1, got {threshold}")
+
+
+def _stale_journal(output_path: Path) -> Path | None:
+    """The journal a killed ``--resume`` run left for ``output_path``, with a
+    warning that this run (without ``--resume``) does not continue it."""
+    folder = journal_dir(output_path)
+    if not folder.is_dir():
+        return None
+    log.warning(
+        "%s holds an unfinished --resume run of %s; add --resume to continue it "
+        "(this run starts over and removes it when done)",
+        folder.name,
+        output_path.name,
+    )
+    return folder
 
 
 def _fixed_tile(model: LoadedModel) -> int | None:
@@ -535,7 +553,10 @@ class _BlockWriter:
 
         self.journal = journal
         for index in range(done_blocks):
-            bands = journal.load(index)
+            try:
+                bands = journal.load(index)
+            except rasterio.errors.RasterioError:
+                break  # damaged (a crash of the machine): computed again from here
             window = Window(0, self.row, bands[0].shape[1], bands[0].shape[0])
             self.dst.write(bands[0], 1, window=window)
             if self.mask_dst is not None:
