@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from roadseg import __version__
+from roadseg import __version__, interrupt
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
@@ -735,6 +735,7 @@ def _run(
         )
         try:
             for batch, where in batches:
+                interrupt.check()  # a Ctrl-C/SIGTERM whose exception Python swallowed
                 t0 = time.perf_counter()
                 probs = safe_infer(batch)
                 model_seconds += time.perf_counter() - t0

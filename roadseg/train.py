@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from roadseg import __version__
+from roadseg import __version__, interrupt
 from roadseg.data import (
     AugmentConfig,
     CropReader,
@@ -661,6 +661,9 @@ def _make_keeper(
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             self.started = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+            interrupt.check()  # a Ctrl-C/SIGTERM whose exception Python swallowed
 
         def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             logs = {k: float(v) for k, v in (logs or {}).items() if _finite(v) is not None}

@@ -49,10 +49,15 @@ def cli() -> None:
     # SIGTERM unwinds like Ctrl-C, so temporary outputs are removed on the way out.
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _terminate)
 
 
 def _terminate(signum: int, frame: object) -> None:
-    raise SystemExit(128 + signum)
+    from roadseg import interrupt
+
+    interrupt.request(signum)  # raised again by long loops if this one is swallowed
+    interrupt.check()
 
 
 class _ClickHandler(logging.Handler):
