@@ -24,7 +24,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import rasterio
@@ -56,6 +56,8 @@ FLOAT_NODATA = -1.0
 MASK_NODATA = 255
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH = 8
+#: Rows of one output block, and of one resume journal block.
+JOURNAL_BLOCK = 256
 PREVIEW_SIDE = 1024
 
 
@@ -224,43 +226,13 @@ def predict_raster(
     stale = None if options.resume else _stale_journal(output_path)
 
     with gdal_env(), open_raster(input_path, expand_palette=True) as src:
-        check_dtype(src, input_path)
-        bands = select_bands(src, options.bands, info.bands, input_path)
+        run = prepare_run(src, input_path, model, options, infer_fn=infer_fn)
         if src.crs is None and not src.gcps[1]:
             log.warning(
                 "%s has no CRS; the output is written on the same pixel grid without one",
                 input_path.name,
             )
-        normalizer = compute_normalizer(src, bands, info.normalization)
-        plan = _Plan(
-            height=src.height,
-            width=src.width,
-            tile=tile,
-            overlap=options.overlap,
-            rows=axis_spans(src.height, tile, options.overlap),
-            cols=axis_spans(src.width, tile, options.overlap),
-            bands=bands,
-            normalizer=normalizer,
-        )
-        precision = "identity"
-        if infer_fn is None:
-            configure_devices()
-            precision = resolve_precision(options.precision)
-            network = with_precision(model.model, precision)
-            infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
-        tags = {
-            "ROADSEG_VERSION": __version__,
-            "ROADSEG_MODEL": model.path.name,
-            "ROADSEG_MODEL_SHA256": model.sha256,
-            "ROADSEG_TILE_SIZE": str(tile),
-            "ROADSEG_OVERLAP": str(options.overlap),
-            "ROADSEG_BANDS": ",".join(str(b) for b in bands),
-            "ROADSEG_NORMALIZATION": normalizer.method,
-            "ROADSEG_THRESHOLD": f"{threshold:g}",
-            "ROADSEG_PRECISION": precision,
-            "ROADSEG_TTA": options.tta,
-            "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
-        }
+        plan, tags = run.plan, run.tags
         with (
             atomic_output(output_path, overwrite=options.overwrite) as tmp_out,
             _maybe_atomic(options.mask_path, options.overwrite) as tmp_mask,
@@ -268,12 +240,9 @@ def predict_raster(
         ):
             journal = None
             if options.resume:
-                settings = {**tags, "as_float": options.as_float, "mask": tmp_mask is not None}
-                identity = run_identity(Path(input_path), model.sha256, settings)
-                journal = RunJournal(output_path, identity, block=256)
-            tiles, model_seconds = _run(
-                src, plan, infer_fn, tmp_out, tmp_mask, threshold, options, tags, journal
-            )
+                identity = journal_identity(input_path, model, run.tags, options)
+                journal = RunJournal(output_path, identity, block=JOURNAL_BLOCK)
+            tiles, model_seconds = _run(src, run, tmp_out, tmp_mask, options, journal)
             if tmp_preview is not None:
                 write_preview(src, plan.bands, plan.normalizer, tmp_out, tmp_preview)
     if journal is not None:
@@ -290,6 +259,81 @@ def predict_raster(
         threshold=threshold,
         tags=tags,
     )
+
+
+@dataclass
+class PreparedRun:
+    """What every part of one raster's prediction shares: the tiling plan,
+    the inference function and the tags of the outputs."""
+
+    plan: _Plan
+    infer_fn: Callable[[np.ndarray], np.ndarray]
+    tags: dict[str, str]
+    threshold: float
+    precision: str
+
+
+def prepare_run(
+    src: rasterio.io.DatasetReader,
+    input_path: Path,
+    model: LoadedModel,
+    options: PredictOptions,
+    *,
+    infer_fn: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> PreparedRun:
+    """Check ``src`` against the model and options; plan the tiles, resolve the
+    precision and build the inference function (not traced yet).
+
+    Raises:
+        InvalidRasterError, UnsupportedRasterError: bad input raster.
+        RoadsegError: bad options.
+    """
+    info = model.info
+    tile = options.tile_size or info.tile_size
+    threshold = info.threshold if options.threshold is None else options.threshold
+    _check_options(options, tile, threshold)
+    check_dtype(src, input_path)
+    bands = select_bands(src, options.bands, info.bands, input_path)
+    normalizer = compute_normalizer(src, bands, info.normalization)
+    plan = _Plan(
+        height=src.height,
+        width=src.width,
+        tile=tile,
+        overlap=options.overlap,
+        rows=axis_spans(src.height, tile, options.overlap),
+        cols=axis_spans(src.width, tile, options.overlap),
+        bands=bands,
+        normalizer=normalizer,
+    )
+    precision = "identity"
+    if infer_fn is None:
+        configure_devices()
+        precision = resolve_precision(options.precision)
+        network = with_precision(model.model, precision)
+        infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
+    tags = {
+        "ROADSEG_VERSION": __version__,
+        "ROADSEG_MODEL": model.path.name,
+        "ROADSEG_MODEL_SHA256": model.sha256,
+        "ROADSEG_TILE_SIZE": str(tile),
+        "ROADSEG_OVERLAP": str(options.overlap),
+        "ROADSEG_BANDS": ",".join(str(b) for b in bands),
+        "ROADSEG_NORMALIZATION": normalizer.method,
+        "ROADSEG_THRESHOLD": f"{threshold:g}",
+        "ROADSEG_PRECISION": precision,
+        "ROADSEG_TTA": options.tta,
+        "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+    }
+    return PreparedRun(plan, infer_fn, tags, threshold, precision)
+
+
+def journal_identity(
+    input_path: Path, model: LoadedModel, tags: dict[str, str], options: PredictOptions
+) -> dict[str, Any]:
+    """What a resume journal of this run records: two runs with the same
+    identity write the same pixels."""
+    settings = {**tags, "as_float": options.as_float, "mask": options.mask_path is not None}
+    return run_identity(Path(input_path), model.sha256, settings)
 
 
 def _check_options(options: PredictOptions, tile: int, threshold: float) -> None:
@@ -354,8 +398,10 @@ def _iter_batches(
     batch_size: int,
     valid_rows: dict[int, np.ndarray],
     first: int = 0,
+    last: int | None = None,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
-    """Batches of normalised tiles with their (tile row, tile column) indices.
+    """Batches of normalised tiles of tile rows ``first`` to ``last`` (default:
+    the last), with their (tile row, tile column) indices.
 
     Batches run across tile rows, so only the very last batch can be short.
     For each tile row, the validity mask of its image rows is stored in
@@ -368,8 +414,10 @@ def _iter_batches(
     batch = np.empty((batch_size, t, t, bands), dtype=np.float32)
     where: list[tuple[int, int]] = []
     for i, rspan in enumerate(plan.rows):
-        if i < first:  # a resumed run: these tile rows only touch finished rows
+        if i < first:  # a resumed run or a region: these tile rows only touch finished rows
             continue
+        if last is not None and i > last:
+            break
         row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
         data, valid = read_rows(src, row_idx, col_idx, plan.bands)
         if data.dtype.kind == "f":
@@ -525,6 +573,22 @@ class _RowBlender:
 # --------------------------------------------------------------------------- writer
 
 
+def encode_rows(
+    prob: np.ndarray, valid: np.ndarray, threshold: float, as_float: bool, mask: bool
+) -> list[np.ndarray]:
+    """Finished probability rows as the outputs store them: the probability
+    band (uint8 ``round(p * 254)`` or float32, nodata where not ``valid``),
+    and the 0/1 mask band when ``mask``."""
+    if as_float:
+        out = np.where(valid, prob, FLOAT_NODATA).astype(np.float32)
+    else:
+        out = np.where(valid, np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
+    bands = [out]
+    if mask:
+        bands.append(np.where(valid, prob >= threshold, MASK_NODATA).astype(np.uint8))
+    return bands
+
+
 class _BlockWriter:
     """Writes finished rows in whole block rows (256), so GDAL never has to
     re-read or re-compress a block."""
@@ -596,16 +660,10 @@ class _BlockWriter:
         keep_p, keep_v = prob[n:], valid[n:]
         prob, valid = prob[:n], valid[:n]
         window = Window(0, self.row, prob.shape[1], n)
-        if self.as_float:
-            out = np.where(valid, prob, FLOAT_NODATA).astype(np.float32)
-        else:
-            out = np.where(valid, np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
-        self.dst.write(out, 1, window=window)
-        bands = [out]
+        bands = encode_rows(prob, valid, self.threshold, self.as_float, self.mask_dst is not None)
+        self.dst.write(bands[0], 1, window=window)
         if self.mask_dst is not None:
-            mask = np.where(valid, prob >= self.threshold, MASK_NODATA).astype(np.uint8)
-            self.mask_dst.write(mask, 1, window=window)
-            bands.append(mask)
+            self.mask_dst.write(bands[1], 1, window=window)
         if self.journal is not None:
             for k in range(0, n, self.block):  # one journal entry per whole output block
                 rows = min(self.block, n - k)
@@ -617,7 +675,7 @@ class _BlockWriter:
         self.rows_buffered = keep_p.shape[0]
 
 
-def _writer_thread(q: queue.Queue[Any], writer: _BlockWriter, errors: list[BaseException]) -> None:
+def _writer_thread(q: queue.Queue[Any], writer: RowSink, errors: list[BaseException]) -> None:
     try:
         while True:
             item = q.get()
@@ -688,72 +746,123 @@ def raw_outputs(
                 p.unlink()
 
 
+class RowSink(Protocol):
+    """Where :func:`predict_rows` sends finished rows (in order, from the
+    writer thread)."""
+
+    def skip_from(self, first_row: int) -> None: ...
+
+    def add(self, prob: np.ndarray, valid: np.ndarray) -> None: ...
+
+    def close(self) -> None: ...
+
+
 def _run(
     src: rasterio.io.DatasetReader,
-    plan: _Plan,
-    infer_fn: Callable[[np.ndarray], np.ndarray],
+    run: PreparedRun,
     tmp_out: Path,
     tmp_mask: Path | None,
-    threshold: float,
     options: PredictOptions,
-    tags: dict[str, str],
     journal: Any = None,
 ) -> tuple[int, float]:
+    with raw_outputs(
+        src,
+        tmp_out,
+        tmp_mask,
+        threshold=run.threshold,
+        as_float=options.as_float,
+        tags=run.tags,
+        block=JOURNAL_BLOCK,
+    ) as writer:
+        start = writer.resume(journal, journal.start()) if journal is not None else 0
+        return predict_rows(src, run, writer, options, start, run.plan.height)
+
+
+def tile_rows_for(plan: _Plan, start: int, stop: int) -> tuple[int, int]:
+    """The first and last tile rows whose blended output covers image rows
+    ``start`` to ``stop`` (exclusive) exactly as a run over the whole raster
+    does: every tile row that touches them, from the first whose span ends
+    below ``start`` to the one after which every row above ``stop`` is final."""
+    rows = plan.rows
+    first = next((i for i, r in enumerate(rows) if r.stop > start), len(rows))
+    last = next(
+        (i for i in range(first, len(rows) - 1) if rows[i + 1].start >= stop), len(rows) - 1
+    )
+    return first, last
+
+
+def predict_rows(
+    src: rasterio.io.DatasetReader,
+    run: PreparedRun,
+    sink: RowSink,
+    options: PredictOptions,
+    start: int,
+    stop: int,
+) -> tuple[int, float]:
+    """Predict image rows ``start`` to ``stop`` (exclusive) and send them to ``sink``.
+
+    Only the tile rows that touch those rows are computed (a halo of up to
+    one tile above and below), and each row gets the contributions of the
+    same tiles, added in the same order, as in a run over the whole raster,
+    so its values are identical to that run's. ``sink`` may receive rows
+    outside the range first and last (it is told where they start with
+    ``skip_from``); it must drop those. ``sink.close()`` is called when all
+    rows are in, from the writer thread.
+
+    Returns:
+        (tiles predicted, seconds spent in the model).
+    """
     from tqdm import tqdm
 
+    plan = run.plan
     model_seconds = 0.0
-    with raw_outputs(
-        src, tmp_out, tmp_mask, threshold=threshold, as_float=options.as_float, tags=tags
-    ) as writer:
-        first = 0
-        if journal is not None:
-            done_rows = writer.resume(journal, journal.start())
-            # Tile rows that only touch finished rows are not computed again.
-            first = next((i for i, r in enumerate(plan.rows) if r.stop > done_rows), len(plan.rows))
-            first_row = max(plan.rows[first].start, 0) if first < len(plan.rows) else plan.height
-            writer.skip_from(first_row)
-        n_tiles = (len(plan.rows) - first) * len(plan.cols)
-        valid_rows: dict[int, np.ndarray] = {}
-        blender = _RowBlender(plan, min(first, len(plan.rows) - 1))
-        wq: queue.Queue[Any] = queue.Queue(maxsize=4)
-        errors: list[BaseException] = []
-        wthread = threading.Thread(
-            target=_writer_thread, args=(wq, writer, errors), name="roadseg-writer", daemon=True
-        )
-        wthread.start()
-        bar = tqdm(
-            total=n_tiles,
-            unit="tile",
-            disable=not options.progress,
-            desc=Path(src.name).name,
-            dynamic_ncols=True,
-            leave=True,
-        )
-        safe_infer = HalvingInfer(infer_fn)
-        batches = _prefetch(
-            _iter_batches(src, plan, options.batch_size, valid_rows, first), depth=3
-        )
-        try:
-            for batch, where in batches:
-                interrupt.check()  # a Ctrl-C/SIGTERM whose exception Python swallowed
-                t0 = time.perf_counter()
-                probs = safe_infer(batch)
-                model_seconds += time.perf_counter() - t0
-                for (i, j), prob in zip(where, probs, strict=True):
-                    done = blender.add(i, j, prob)
-                    if done is not None:
-                        # A tile row finishes fewer rows than it covers.
-                        wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
-                bar.update(len(where))
-                if errors:
-                    raise errors[0]
-        finally:
-            batches.close()  # stops and joins the reader thread, also on errors
-            bar.close()
-            wq.put(_DONE)
-            wthread.join()
-        if errors:
-            raise errors[0]
+    if start >= stop:
+        sink.close()
+        return 0, 0.0
+    first, last = tile_rows_for(plan, start, stop)
+    sink.skip_from(max(plan.rows[first].start, 0))
+    n_tiles = (last + 1 - first) * len(plan.cols)
+    valid_rows: dict[int, np.ndarray] = {}
+    blender = _RowBlender(plan, first)
+    wq: queue.Queue[Any] = queue.Queue(maxsize=4)
+    errors: list[BaseException] = []
+    wthread = threading.Thread(
+        target=_writer_thread, args=(wq, sink, errors), name="roadseg-writer", daemon=True
+    )
+    wthread.start()
+    bar = tqdm(
+        total=n_tiles,
+        unit="tile",
+        disable=not options.progress,
+        desc=Path(src.name).name,
+        dynamic_ncols=True,
+        leave=True,
+    )
+    safe_infer = HalvingInfer(run.infer_fn)
+    batches = _prefetch(
+        _iter_batches(src, plan, options.batch_size, valid_rows, first, last), depth=3
+    )
+    try:
+        for batch, where in batches:
+            interrupt.check()  # a Ctrl-C/SIGTERM whose exception Python swallowed
+            t0 = time.perf_counter()
+            probs = safe_infer(batch)
+            model_seconds += time.perf_counter() - t0
+            for (i, j), prob in zip(where, probs, strict=True):
+                done = blender.add(i, j, prob)
+                if done is not None:
+                    # A tile row finishes fewer rows than it covers.
+                    wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
+            bar.update(len(where))
+            if errors:
+                raise errors[0]
+    finally:
+        batches.close()  # stops and joins the reader thread, also on errors
+        bar.close()
+        wq.put(_DONE)
+        wthread.join()
+    if errors:
+        raise errors[0]
     return n_tiles, model_seconds
 
 
