@@ -35,6 +35,8 @@ import numpy as np
 import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
+from roadseg.errors import RoadsegError
+
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
@@ -92,6 +94,27 @@ class RunJournal:
         self.folder.mkdir(exist_ok=True)
         self._write_atomic(run_file, json.dumps(self.identity, indent=1).encode())
         return 0
+
+    def attach(self) -> None:
+        """Join a journal that :meth:`start` opened elsewhere (another process
+        writing other blocks of the same run), without changing it.
+
+        Raises:
+            RoadsegError: there is no journal of this run (it was finished,
+                removed, or belongs to another input, model or options).
+        """
+        try:
+            same = json.loads((self.folder / RUN_FILE).read_text()) == self.identity
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            raise RoadsegError(
+                f"{self.folder} is missing or belongs to another run; run the command again"
+            )
+
+    def is_done(self, index: int) -> bool:
+        """Whether block ``index`` is finished (exists and can be read)."""
+        return self._readable(index)
 
     def save(self, index: int, bands: list[np.ndarray]) -> None:
         """Store finished block ``index`` (its encoded bands), atomically."""

@@ -1,0 +1,104 @@
+"""One raster predicted as row regions (roadseg.regions) equals a whole run, bit for bit."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from roadseg.errors import RoadsegError
+from roadseg.journal import journal_dir
+from roadseg.model import LoadedModel, ModelInfo, build_resunet, load_model, save_model
+from roadseg.predict import PredictOptions, predict_raster
+from roadseg.regions import (
+    Region,
+    assemble,
+    plan_regions,
+    predict_region,
+    start_split,
+)
+
+OPTIONS = PredictOptions(overlap=16, batch_size=3, precision="float32")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
+    model = build_resunet((None, None, 3), filters=(4, 8, 8, 16))
+    path = tmp_path_factory.mktemp("model") / "tiny.keras"
+    save_model(model, path, ModelInfo(filters=(4, 8, 8, 16), tile_size=64))
+    return load_model(path)
+
+
+def _scene(make_geotiff, h: int = 1100, w: int = 150) -> Path:
+    rng = np.random.default_rng(3)
+    data = rng.integers(0, 256, (3, h, w), dtype=np.uint8)
+    data[:, 300:340, :20] = 0  # nodata inside a region and across a block edge
+    return make_geotiff(data, name="big.tif", nodata=0)
+
+
+def test_plan_regions_cover_the_raster_on_block_edges() -> None:
+    assert plan_regions(1100, 512) == [
+        Region(0, 0, 512),
+        Region(1, 512, 1024),
+        Region(2, 1024, 1100),
+    ]
+    assert plan_regions(100, 256) == [Region(0, 0, 100)]
+    with pytest.raises(RoadsegError, match="multiple of 256"):
+        plan_regions(1000, 300)
+
+
+@pytest.mark.parametrize("as_float", [False, True])
+def test_regions_in_any_order_assemble_to_the_whole_run(
+    make_geotiff, tiny, tmp_path, as_float
+) -> None:
+    src = _scene(make_geotiff)
+    ref, ref_mask = tmp_path / "ref.tif", tmp_path / "ref_mask.tif"
+    whole = replace(OPTIONS, as_float=as_float)
+    predict_raster(src, ref, tiny, replace(whole, mask_path=ref_mask))
+
+    out, mask = tmp_path / "out.tif", tmp_path / "out_mask.tif"
+    opts = start_split(src, out, tiny, replace(whole, mask_path=mask))
+    regions = plan_regions(1100, 256)
+    tiles = 0
+    for region in reversed(regions):  # order must not matter
+        result = predict_region(src, out, tiny, opts, region)
+        assert not result.skipped and result.error is None
+        tiles += result.tiles
+    # Every region computes its halo too: more tiles than the whole run's.
+    assert tiles > 18 * 3
+    assemble(src, out, tiny, opts)
+    assert out.read_bytes() == ref.read_bytes()
+    assert mask.read_bytes() == ref_mask.read_bytes()
+    assert not journal_dir(out).exists()
+
+
+def test_a_region_started_again_skips_its_finished_blocks(make_geotiff, tiny, tmp_path) -> None:
+    src = _scene(make_geotiff)
+    ref = tmp_path / "ref.tif"
+    predict_raster(src, ref, tiny, OPTIONS)
+    out = tmp_path / "out.tif"
+    opts = start_split(src, out, tiny, OPTIONS)
+    regions = plan_regions(1100, 768)
+    full = predict_region(src, out, tiny, opts, regions[0])
+    # Lose the region's last block, as if its worker had died before writing it.
+    (journal_dir(out) / "block_000002.tif").unlink()
+    again = predict_region(src, out, tiny, opts, regions[0])
+    assert 0 < again.tiles < full.tiles
+    assert predict_region(src, out, tiny, opts, regions[0]).skipped
+    predict_region(src, out, tiny, opts, regions[1])
+    # A rerun of the whole split finds every block done.
+    assert start_split(src, out, tiny, OPTIONS) == opts
+    assert all(predict_region(src, out, tiny, opts, r).skipped for r in regions)
+    assemble(src, out, tiny, opts)
+    assert out.read_bytes() == ref.read_bytes()
+
+
+def test_a_region_without_its_journal_is_refused(make_geotiff, tiny, tmp_path) -> None:
+    src = _scene(make_geotiff, h=300)
+    out = tmp_path / "out.tif"
+    opts = start_split(src, out, tiny, OPTIONS)
+    other = replace(opts, overlap=8)  # not the run the journal was opened for
+    with pytest.raises(RoadsegError, match="belongs to another run"):
+        predict_region(src, out, tiny, other, Region(0, 0, 300))
