@@ -30,6 +30,7 @@ not need it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import logging
 import os
@@ -335,16 +336,24 @@ def _worker_name() -> str:
 
 
 def predict_job(
-    job: Job, ref: ModelRef, options: Any, expected: _Expected, threads: int | None
+    job: Job,
+    ref: ModelRef,
+    options: Any,
+    expected: _Expected,
+    threads: int | None,
+    resample: bool = True,
 ) -> JobResult:
     """Predict one job (the task every executor runs).
+
+    The input is read at the model's GSD when the model records one and the
+    input's differs (``resample``; see :mod:`roadseg.resample`).
 
     Returns ``skipped`` if the job's outputs are already there (a rerun, or a
     retried task whose first attempt finished writing), ``failed`` with the
     message for a :class:`RoadsegError`, else ``predicted``. Any other
     exception propagates, so the executor can retry it.
     """
-    from roadseg.predict import predict_raster
+    from roadseg.resample import predict_at_model_gsd
 
     if is_done(job, expected):
         return JobResult(job, "skipped", worker=_worker_name())
@@ -363,7 +372,7 @@ def predict_job(
             overwrite=True,
             progress=False,
         )
-        result = predict_raster(job.input, job.output, model, run)
+        result = predict_at_model_gsd(job.input, job.output, model, run, resample=resample)
     except RoadsegError as exc:
         return JobResult(job, "failed", error=_one_line(exc), worker=_worker_name())
     return JobResult(
@@ -374,6 +383,126 @@ def predict_job(
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def _job_options(job: Job, options: Any) -> Any:
+    """``options`` for one job's files. Leftovers here come from an earlier
+    attempt of this very job: the caller refused to start over files this
+    run did not make."""
+    return replace(
+        options, mask_path=job.mask, preview_path=job.preview, overwrite=True, progress=False
+    )
+
+
+def start_split_job(job: Job, ref: ModelRef, options: Any, threads: int | None) -> Any:
+    """Open the journal of a split job (:func:`roadseg.regions.start_split`).
+
+    Returns:
+        The options every region of the job runs with, or the one-line
+        message of a :class:`RoadsegError` (a bad input).
+    """
+    from roadseg.regions import start_split
+
+    configure_threads(threads)
+    try:
+        model = cached_model(ref)
+        return start_split(job.input, job.output, model, _job_options(job, options))
+    except RoadsegError as exc:
+        return _one_line(exc)
+
+
+def predict_region_job(
+    job: Job, ref: ModelRef, region: Any, prepared: Any, threads: int | None
+) -> Any:
+    """Predict one region of a split job (:func:`roadseg.regions.predict_region`).
+
+    ``prepared`` is what :func:`start_split_job` returned. Returns a
+    :class:`roadseg.regions.RegionResult`, with ``error`` set for a
+    :class:`RoadsegError`; any other exception propagates, to be retried.
+    """
+    from roadseg.regions import RegionResult, predict_region
+
+    if isinstance(prepared, str):
+        return RegionResult(region, error=prepared)
+    configure_threads(threads)
+    _quiet_retracing()
+    try:
+        model = cached_model(ref)
+        return predict_region(job.input, job.output, model, prepared, region)
+    except RoadsegError as exc:
+        return RegionResult(region, error=_one_line(exc))
+
+
+def assemble_job(
+    job: Job,
+    ref: ModelRef,
+    prepared: Any,
+    expected: _Expected,
+    threads: int | None,
+    *regions: Any,
+) -> JobResult:
+    """Write a split job's outputs from its regions (:func:`roadseg.regions.assemble`)."""
+    from roadseg.regions import assemble
+
+    tiles = sum(r.tiles for r in regions)
+    seconds = sum(r.seconds for r in regions)
+    errors = [prepared] if isinstance(prepared, str) else [r.error for r in regions if r.error]
+    if errors:
+        return JobResult(job, "failed", tiles=tiles, error=errors[0], worker=_worker_name())
+    if is_done(job, expected):  # a retry whose first attempt finished writing
+        status: Status = "predicted" if tiles else "skipped"
+        return JobResult(job, status, tiles=tiles, seconds=seconds, worker=_worker_name())
+    configure_threads(threads)
+    if remove_stale_temporaries(job):
+        log.info("removed temporary files of an earlier attempt at %s", job.output)
+    try:
+        result = assemble(job.input, job.output, cached_model(ref), prepared)
+    except RoadsegError as exc:
+        return JobResult(job, "failed", tiles=tiles, error=_one_line(exc), worker=_worker_name())
+    tiles += result.tiles
+    status = "predicted" if tiles or not all(r.skipped for r in regions) else "skipped"
+    return JobResult(
+        job, status, tiles=tiles, seconds=seconds + result.seconds, worker=_worker_name()
+    )
+
+
+def split_regions(
+    job: Job,
+    ref: ModelRef,
+    split_above: int | None,
+    region_rows: int,
+    resample: bool = True,
+) -> list[Any] | None:
+    """The regions of ``job`` when its raster has more than ``split_above``
+    pixels, else None (also when its header cannot be read: the task that
+    predicts it whole reports why, and when it is read resampled to the
+    model's GSD, which is done whole).
+    """
+    import rasterio
+
+    from roadseg.model import read_model_info
+    from roadseg.regions import plan_regions
+    from roadseg.resample import input_pixel_size, plan_gsd
+
+    if split_above is None:
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(job.input) as src:
+                if src.width * src.height <= split_above:
+                    return None
+                height = src.height
+                info = read_model_info(ref.path)
+                model_gsd = info.gsd if info is not None else None
+                if resample and model_gsd is not None:
+                    measured = input_pixel_size(src)
+                    if plan_gsd(measured, model_gsd, name=job.input.name).resample:
+                        log.info("%s is read resampled, so it is not split", job.input.name)
+                        return None
+    except (rasterio.errors.RasterioError, OSError, RoadsegError):
+        return None
+    return plan_regions(height, region_rows)
 
 
 # --------------------------------------------------------------------------- client side
@@ -465,7 +594,11 @@ def run_jobs(
     threads: int | None = None,
     retries: int = DEFAULT_RETRIES,
     progress: bool = False,
+    resample: bool = True,
+    split_above: int | None = None,
+    region_rows: int | None = None,
     task: Task = predict_job,
+    region_task: Callable[..., Any] = predict_region_job,
 ) -> BatchResult:
     """Predict every job: in-process, on ``workers`` local processes, or on ``scheduler``.
 
@@ -473,6 +606,11 @@ def run_jobs(
     are skipped without being sent anywhere. A job that fails is reported in
     the result (status ``failed``) and the others go on; run again to do only
     what is left.
+
+    On Dask, a raster with more than ``split_above`` pixels is split into
+    regions of ``region_rows`` rows, predicted as separate tasks and
+    assembled into one output identical to the in-process one (see
+    :mod:`roadseg.regions`); a rerun continues from the finished blocks.
 
     Args:
         jobs: from :func:`roadseg.batch.plan_jobs`.
@@ -485,20 +623,33 @@ def run_jobs(
             in-process, ``cores // workers`` on a LocalCluster, and the
             workers' own settings on an existing cluster.
         retries: retries of a task that raised an unexpected exception.
-        progress: show a tqdm bar that advances as jobs complete.
-        task: the function run per job (tests replace it).
+        progress: show a tqdm bar that advances as tasks complete.
+        resample: read inputs at the model's GSD when it records one
+            (:func:`roadseg.resample.predict_at_model_gsd`).
+        split_above: split rasters with more pixels than this on Dask
+            (default :data:`roadseg.regions.DEFAULT_SPLIT_ABOVE`; 0 splits
+            every raster taller than one region). Ignored in-process.
+        region_rows: rows of one region (a multiple of 256; default
+            :data:`roadseg.regions.DEFAULT_REGION_ROWS`).
+        task, region_task: the functions run per job and per region (tests
+            replace them).
 
     Raises:
         MissingDependencyError: ``workers`` or ``scheduler`` without Dask.
         ModelError: the model file is missing or unusable.
         OutputError: an output exists from another model or options and
             ``options.overwrite`` is False.
-        RoadsegError: both ``workers`` and ``scheduler`` given.
+        RoadsegError: both ``workers`` and ``scheduler`` given; bad
+            ``region_rows``.
     """
     from roadseg.predict import PredictOptions
+    from roadseg.regions import DEFAULT_REGION_ROWS, DEFAULT_SPLIT_ABOVE, plan_regions
 
     started = time.perf_counter()
     options = PredictOptions() if options is None else options
+    split_above = DEFAULT_SPLIT_ABOVE if split_above is None else split_above
+    region_rows = DEFAULT_REGION_ROWS if region_rows is None else region_rows
+    plan_regions(1, region_rows)  # a bad region height fails here, before any work
     if workers is not None and scheduler is not None:
         raise RoadsegError("give either a number of workers or a scheduler address, not both")
     if workers is not None or scheduler is not None:
@@ -514,17 +665,33 @@ def run_jobs(
     where = "in-process"
     if todo:
         if workers is None and scheduler is None:
-            runner = _run_here(jobs, todo, ref, options, expected, threads, retries, task)
+            units = len(todo)
+            runner = _run_here(jobs, todo, ref, options, expected, threads, retries, task, resample)
         else:
             where = (
                 f"Dask scheduler {scheduler}"
                 if scheduler is not None
                 else f"{workers} local worker processes"
             )
+            splits = {
+                i: r
+                for i in todo
+                if (r := split_regions(jobs[i], ref, split_above, region_rows, resample))
+                and len(r) > 1
+            }
+            units = sum(len(splits.get(i, [None])) for i in todo)
+            if splits:
+                regions = sum(len(r) for r in splits.values())
+                where += f", {len(splits)} raster(s) split into {regions} regions"
             runner = _run_dask(
-                jobs, todo, ref, options, expected, threads, retries, task, workers, scheduler
+                jobs,
+                todo,
+                splits,
+                _Run(ref, options, expected, threads, retries, resample, task, region_task),
+                workers,
+                scheduler,
             )
-        for i, result in _progress(runner, len(todo), progress):
+        for i, result in _progress(runner, units, progress):
             results[i] = result
     return BatchResult(
         results=[results[i] for i in range(len(jobs))],
@@ -533,22 +700,42 @@ def run_jobs(
     )
 
 
-def _progress(
-    runner: Iterator[tuple[int, JobResult]], total: int, show: bool
-) -> Iterator[tuple[int, JobResult]]:
-    """Pass results through, advancing a bar as each job completes."""
+@dataclass(frozen=True)
+class _Run:
+    """What every task of one run gets."""
+
+    ref: ModelRef
+    options: Any
+    expected: _Expected
+    threads: int | None
+    retries: int
+    resample: bool
+    task: Task
+    region_task: Callable[..., Any]
+
+
+#: What a runner yields: a finished job's index and result (or None and a
+#: finished region's result), and how many tasks of the progress bar it ends.
+_Event = tuple[int | None, Any, int]
+
+
+def _progress(runner: Iterator[_Event], total: int, show: bool) -> Iterator[tuple[int, JobResult]]:
+    """Pass job results through, advancing a bar as each task (a raster
+    predicted whole, or a region of a split one) completes."""
     from tqdm import tqdm
 
     tiles = 0
     with tqdm(
-        total=total, unit="raster", disable=not show, dynamic_ncols=True, desc="predict"
+        total=total, unit="task", disable=not show, dynamic_ncols=True, desc="predict"
     ) as bar:
-        for i, result in runner:
-            tiles += result.tiles
-            elapsed = bar.format_dict.get("elapsed") or 0.0
-            bar.set_postfix(tiles_s=f"{tiles / elapsed:.1f}" if elapsed else "-", refresh=False)
-            bar.update(1)
-            yield i, result
+        for i, result, units in runner:
+            if units:
+                tiles += getattr(result, "tiles", 0)
+                elapsed = bar.format_dict.get("elapsed") or 0.0
+                bar.set_postfix(tiles_s=f"{tiles / elapsed:.1f}" if elapsed else "-", refresh=False)
+                bar.update(units)
+            if i is not None:
+                yield i, result
 
 
 def _run_here(
@@ -560,11 +747,12 @@ def _run_here(
     threads: int | None,
     retries: int,
     task: Task,
-) -> Iterator[tuple[int, JobResult]]:
+    resample: bool,
+) -> Iterator[_Event]:
     for i in todo:
         for attempt in range(retries + 1):
             try:
-                result = task(jobs[i], ref, options, expected, threads)
+                result = task(jobs[i], ref, options, expected, threads, resample)
                 break
             except (KeyboardInterrupt, SystemExit, MemoryError):
                 raise
@@ -573,50 +761,75 @@ def _run_here(
                     result = JobResult(jobs[i], "failed", error=_one_line(exc))
                 else:
                     log.warning("%s failed (%s); retrying", jobs[i].input, _one_line(exc))
-        yield i, result
+        yield i, result, 1
 
 
 def _run_dask(
     jobs: Sequence[Job],
     todo: list[int],
-    ref: ModelRef,
-    options: Any,
-    expected: _Expected,
-    threads: int | None,
-    retries: int,
-    task: Task,
+    splits: dict[int, list[Any]],
+    run: _Run,
     workers: int | None,
     scheduler: str | None,
-) -> Iterator[tuple[int, JobResult]]:
+) -> Iterator[_Event]:
     distributed = import_distributed()
+    threads = run.threads
     if workers is not None:
         threads = threads or threads_per_process(workers)
     with dask_client(workers=workers, scheduler=scheduler, threads=threads) as client:
-        futures = {}
         token = f"{time.time_ns():x}"
+        jobs_of: dict[Any, int] = {}  # future -> job index, for futures that end a job
+        regions_of: set[Any] = set()
+        keep: list[Any] = []
         for i in todo:
-            future = client.submit(
-                task,
-                jobs[i],
-                ref,
-                options,
-                expected,
-                threads,
-                key=f"roadseg-predict-{jobs[i].input.stem}-{i}-{token}",
-                retries=retries,
-                pure=False,
+            job = jobs[i]
+            name = f"{job.input.stem}-{i}-{token}"
+            submit = functools.partial(client.submit, retries=run.retries, pure=False)
+            if i not in splits:
+                future = submit(
+                    run.task, job, run.ref, run.options, run.expected, threads, run.resample,
+                    key=f"roadseg-predict-{name}",
+                )  # fmt: skip
+                jobs_of[future] = i
+                continue
+            prepared = submit(
+                start_split_job, job, run.ref, run.options, threads, key=f"roadseg-split-{name}"
             )
-            futures[future] = i
+            parts = [
+                submit(
+                    run.region_task,
+                    job,
+                    run.ref,
+                    region,
+                    prepared,
+                    threads,
+                    key=f"roadseg-region-{name}-{region.index}",
+                )  # fmt: skip
+                for region in splits[i]
+            ]
+            done = submit(
+                assemble_job, job, run.ref, prepared, run.expected, threads, *parts,
+                key=f"roadseg-assemble-{name}",
+            )  # fmt: skip
+            keep.append(prepared)
+            regions_of.update(parts)
+            jobs_of[done] = i
         try:
-            for future in distributed.as_completed(futures):
-                i = futures[future]
+            for future in distributed.as_completed([*jobs_of, *regions_of]):
+                if future in regions_of:
+                    try:
+                        yield None, future.result(), 1
+                    except Exception:  # reported by the job's assemble task
+                        yield None, None, 1
+                    continue
+                i = jobs_of[future]
                 try:
                     result = future.result()
                 except Exception as exc:  # retries used up, or the worker died too often
                     result = JobResult(jobs[i], "failed", error=_failure(exc))
-                yield i, result
+                yield i, result, 0 if i in splits else 1
         finally:
-            client.cancel(list(futures))
+            client.cancel([*jobs_of, *regions_of, *keep])
 
 
 def _failure(exc: BaseException) -> str:

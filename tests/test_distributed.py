@@ -27,6 +27,7 @@ from roadseg.distributed import (
     JobResult,
     ModelRef,
     predict_job,
+    predict_region_job,
     run_jobs,
     thread_env,
     threads_per_process,
@@ -274,3 +275,123 @@ def test_cli_batch_on_two_local_workers(scenes, tiny_model, reference, tmp_path,
     run_batch([f"{scenes}/*.tif"], options=OPTIONS, model=str(tiny_model), output_dir=str(out),
               mask="{stem}_mask.tif", workers=2)  # fmt: skip
     assert "Predicted 0 of 3 rasters; 3 already done" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- one raster split
+
+
+@pytest.fixture(scope="module")
+def tall(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A raster of 1100 rows: three regions of 512 rows, five 256-row blocks."""
+    folder = tmp_path_factory.mktemp("tall")
+    rng = np.random.default_rng(8)
+    data = rng.integers(0, 256, (3, 1100, 120), dtype=np.uint8)
+    data[:, 500:530, :30] = 0  # nodata across a region edge
+    with rasterio.open(
+        folder / "tall.tif", "w", driver="GTiff", width=120, height=1100, count=3,
+        dtype="uint8", crs="EPSG:32633", nodata=0,
+        transform=Affine(0.5, 0, 500000.0, 0, -0.5, 5500000.0),
+    ) as dst:  # fmt: skip
+        dst.write(data)
+    return folder / "tall.tif"
+
+
+def tall_job(tall: Path, out: Path) -> list[Job]:
+    out.mkdir(exist_ok=True)
+    return plan_jobs([str(tall)], output_dir=out, mask_name="{stem}_mask.tif")
+
+
+SPLIT = {"split_above": 20_000, "region_rows": 512}
+
+
+@pytest.fixture(scope="module")
+def tall_reference(tall: Path, tiny_model: Path, tmp_path_factory) -> dict[str, bytes]:
+    out = tmp_path_factory.mktemp("tall_reference")
+    result = run_jobs(tall_job(tall, out), tiny_model, OPTIONS, **SPLIT)  # in-process: whole
+    assert [r.status for r in result.results] == ["predicted"]
+    return files(out)
+
+
+@pytest.mark.slow
+def test_a_split_raster_is_identical_to_the_in_process_output(
+    scenes, tall, tiny_model, reference, tall_reference, scheduler, tmp_path
+):
+    jobs = jobs_into(scenes, tmp_path) + tall_job(tall, tmp_path)
+    result = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler, **SPLIT)
+    assert [r.status for r in result.results] == ["predicted"] * 4
+    assert "1 raster(s) split into 3 regions" in result.where
+    assert files(tmp_path) == {**reference, **tall_reference}  # no journal left either
+    again = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler, **SPLIT)
+    assert [r.status for r in again.results] == ["skipped"] * 4
+
+
+def _log_region(marks: Path, job: Job, ref, region, *args):
+    result = predict_region_job(job, ref, region, *args)
+    with open(marks / "regions.log", "a") as fh:
+        fh.write(f"{region.index} {result.tiles}\n")
+    return result
+
+
+def _kill_in_region_1(marks: Path, job: Job, ref, region, *args):
+    """Kill this worker once region 1 has written its first block (of two)."""
+    if region.index == 1 and not (marks / "killed").exists():
+        block = job.output.parent / f".{job.output.name}.resume" / "block_000002.tif"
+
+        def watch() -> None:
+            while not block.exists():
+                time.sleep(0.001)
+            (marks / "killed").touch()
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        threading.Thread(target=watch, daemon=True).start()
+    return _log_region(marks, job, ref, region, *args)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_inside_a_region_loses_and_duplicates_nothing(
+    tall, tiny_model, tall_reference, scheduler, tmp_path
+):
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    task = functools.partial(_kill_in_region_1, marks)
+    result = run_jobs(
+        tall_job(tall, out), tiny_model, OPTIONS, scheduler=scheduler, region_task=task, **SPLIT
+    )
+    assert (marks / "killed").exists()
+    assert [r.status for r in result.results] == ["predicted"]
+    assert files(out) == tall_reference
+    tiles = dict(line.split() for line in (marks / "regions.log").read_text().splitlines())
+    # Region 1 was started again on another worker from its unfinished block:
+    # fewer tiles than a whole region of the same height.
+    assert sorted(tiles) == ["0", "1", "2"]
+    assert 0 < int(tiles["1"]) < 0.75 * int(tiles["0"])
+
+
+def _fail_region_2(job: Job, ref, region, *args):
+    if region.index == 2:
+        raise RuntimeError("region 2 broke")
+    return predict_region_job(job, ref, region, *args)
+
+
+@pytest.mark.slow
+def test_a_failed_region_fails_its_raster_and_a_rerun_does_only_that_region(
+    tall, tiny_model, tall_reference, scheduler, tmp_path
+) -> None:
+    out = tmp_path / "out"
+    jobs = tall_job(tall, out)
+    failed = run_jobs(
+        jobs, tiny_model, OPTIONS, scheduler=scheduler, retries=1, region_task=_fail_region_2,
+        **SPLIT,
+    )  # fmt: skip
+    assert [r.status for r in failed.results] == ["failed"]
+    assert "region 2 broke" in failed.results[0].error
+    assert not (out / "tall_roads.tif").exists()
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    task = functools.partial(_log_region, marks)
+    again = run_jobs(jobs, tiny_model, OPTIONS, scheduler=scheduler, region_task=task, **SPLIT)
+    assert [r.status for r in again.results] == ["predicted"]
+    tiles = dict(line.split() for line in (marks / "regions.log").read_text().splitlines())
+    assert tiles["0"] == tiles["1"] == "0"  # finished in the failed run
+    assert int(tiles["2"]) > 0
+    assert files(out) == tall_reference
