@@ -58,8 +58,9 @@ log = logging.getLogger(__name__)
 
 #: Rows of one region (16 output blocks).
 DEFAULT_REGION_ROWS = 4096
-#: Rasters with more pixels than this are split (when running on Dask).
-DEFAULT_SPLIT_ABOVE = 64 * 1024 * 1024
+#: Rasters with more pixels than this are split (when running on Dask): an
+#: 8192 x 8192 raster is, in two regions.
+DEFAULT_SPLIT_ABOVE = 50_000_000
 
 
 @dataclass(frozen=True)

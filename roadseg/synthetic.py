@@ -883,9 +883,14 @@ class _NetworkBuilder:
                 }[int(side)]
                 theta += rng.uniform(-0.6, 0.6)
                 pts = _grow(
-                    rng, start + 1e-3 * np.array([math.cos(theta), math.sin(theta)]), theta,
-                    3 * (self.h + self.w), self.bounds, step=5.0,
-                    amp=rng.uniform(0.5, 1.3), lam=(120.0, 600.0),
+                    rng,
+                    start + 1e-3 * np.array([math.cos(theta), math.sin(theta)]),
+                    theta,
+                    3 * (self.h + self.w),
+                    self.bounds,
+                    step=5.0,
+                    amp=rng.uniform(0.5, 1.3),
+                    lam=(120.0, 600.0),
                 )
                 width = rng.uniform(6.0, 22.0)
                 if len(pts) < 3 or not self._clear(pts, width / 2, 30.0, []):
@@ -919,8 +924,12 @@ class _NetworkBuilder:
             rgb = tuple(v * 0.85 for v in rgb)
         marks = surface in (_ASPHALT, _DARK) and width >= 9.5 and rng.random() < 0.85
         verge = kind in (_MAIN, _SECONDARY, _MINOR) and rng.random() < 0.5
-        return {"surface": surface, "rgb": tuple(float(v) for v in rgb), "marks": marks,
-                "verge": verge}
+        return {
+            "surface": surface,
+            "rgb": tuple(float(v) for v in rgb),
+            "marks": marks,
+            "verge": verge,
+        }
 
     def towns_stage(self) -> None:
         rng = self.rng
@@ -956,8 +965,7 @@ class _NetworkBuilder:
             amp = 0.0 if straight else rng.uniform(0.15, 0.6)
             length = 3 * (self.h + self.w)
             fwd = _grow(rng, p, theta, length, self.bounds, amp=amp, lam=(500.0, 2500.0))
-            bwd = _grow(rng, p, theta + math.pi, length, self.bounds, amp=amp,
-                        lam=(500.0, 2500.0))
+            bwd = _grow(rng, p, theta + math.pi, length, self.bounds, amp=amp, lam=(500.0, 2500.0))
             pts = np.vstack([bwd[::-1], fwd[1:]])
             width = rng.uniform(14, 20) if rng.random() < 0.3 else rng.uniform(9, 14)
             res = self._place(pts, width, start_zone=None, p_cross=1.0, gap=14.0, min_len=60)
@@ -1004,8 +1012,11 @@ class _NetworkBuilder:
             for offs, half, cross, cross_half, normal, along in families:
                 for o, hl in zip(offs, half, strict=True):
                     # Crossing positions along this line that fall inside both chords.
-                    xs = [x for x, ch in zip(cross, cross_half, strict=True)
-                          if abs(x) <= hl and abs(o) <= ch]
+                    xs = [
+                        x
+                        for x, ch in zip(cross, cross_half, strict=True)
+                        if abs(x) <= hl and abs(o) <= ch
+                    ]
                     stops = np.array(sorted({-hl, *xs, hl}))
                     keep = rng.random(len(stops) - 1) > 0.17
                     run: list[float] = []
@@ -1014,8 +1025,9 @@ class _NetworkBuilder:
                             run = run or [stops[i]]
                             run.append(stops[i + 1])
                         if (not k or i == len(keep) - 1) and len(run) >= 2:
-                            pts = np.array([c + normal * o + along * run[0],
-                                            c + normal * o + along * run[-1]])
+                            pts = np.array(
+                                [c + normal * o + along * run[0], c + normal * o + along * run[-1]]
+                            )
                             if _length(pts) >= 25:
                                 w = float(np.clip(width_town + rng.normal(0, 0.8), 4.0, 12.0))
                                 runs.append((pts, w))
@@ -1113,8 +1125,9 @@ class _NetworkBuilder:
                 theta = rng.uniform(0, 2 * math.pi)
                 fwd = _grow(rng, p, theta, length / 2, self.bounds, amp=amp, lam=(150.0, 900.0))
                 res_f = self._place(fwd, width, start_zone=None, p_cross=0.3, min_len=1)
-                bwd = _grow(rng, p, theta + math.pi, length / 2, self.bounds, amp=amp,
-                            lam=(150.0, 900.0))
+                bwd = _grow(
+                    rng, p, theta + math.pi, length / 2, self.bounds, amp=amp, lam=(150.0, 900.0)
+                )
                 res_b = self._place(bwd, width, start_zone=None, p_cross=0.3, min_len=1)
                 if res_f is None or res_b is None:
                     continue
@@ -1202,9 +1215,7 @@ def _copy_line(line: _Line, pts: np.ndarray) -> _Line:
     return _Line(pts, line.width, line.kind, line.surface, line.rgb, line.marks, line.verge)
 
 
-def _tracks(
-    rng: np.random.Generator, net: _NetworkBuilder, style: _Style
-) -> list[_Line]:
+def _tracks(rng: np.random.Generator, net: _NetworkBuilder, style: _Style) -> list[_Line]:
     """Dirt tracks: thin brownish lines across the land, ending at roads; not roads."""
     area = net.h * net.w
     n = rng.poisson(area / 1.2e5 * rng.uniform(0.3, 1.5))
@@ -1218,8 +1229,9 @@ def _tracks(
         else:
             theta = rng.uniform(0, 2 * math.pi)
             amp = rng.uniform(0.1, 0.6)
-        pts = _grow(rng, p, theta, rng.uniform(80, 520), net.bounds, step=6.0, amp=amp,
-                    lam=(80.0, 400.0))
+        pts = _grow(
+            rng, p, theta, rng.uniform(80, 520), net.bounds, step=6.0, amp=amp, lam=(80.0, 400.0)
+        )
         width = rng.uniform(1.6, 3.4)
         res = net._place(pts, width, start_zone=None, p_cross=0.0, gap=5.0, min_len=40)
         if res is None:
@@ -1244,8 +1256,12 @@ def _town_weight(towns: list[_Town], p: np.ndarray) -> np.ndarray:
 
 
 def _buildings(
-    rng: np.random.Generator, roads: list[_Line], rivers: list[_Line], towns: list[_Town],
-    height: int, width: int,
+    rng: np.random.Generator,
+    roads: list[_Line],
+    rivers: list[_Line],
+    towns: list[_Town],
+    height: int,
+    width: int,
 ) -> dict[str, np.ndarray]:
     """Rectangular buildings along roads (dense in towns), plus farmsteads."""
     cx: list[np.ndarray] = []
@@ -1302,12 +1318,17 @@ def _buildings(
     if not cx:
         return {}
     data = {
-        "cx": np.concatenate(cx), "cy": np.concatenate(cy), "ang": np.concatenate(ang),
-        "a": np.concatenate(half_a), "b": np.concatenate(half_b),
+        "cx": np.concatenate(cx),
+        "cy": np.concatenate(cy),
+        "ang": np.concatenate(ang),
+        "a": np.concatenate(half_a),
+        "b": np.concatenate(half_b),
     }
     n = len(data["cx"])
     inside = (
-        (data["cx"] > -60) & (data["cx"] < width + 60) & (data["cy"] > -60)
+        (data["cx"] > -60)
+        & (data["cx"] < width + 60)
+        & (data["cy"] > -60)
         & (data["cy"] < height + 60)
     )
     data = {k: v[inside] for k, v in data.items()}
@@ -1528,8 +1549,11 @@ def _trees(
     }
 
 
-def _make_objects(data: dict[str, np.ndarray], pad: np.ndarray, extra: np.ndarray | None = None,
-                  ) -> _Objects:
+def _make_objects(
+    data: dict[str, np.ndarray],
+    pad: np.ndarray,
+    extra: np.ndarray | None = None,
+) -> _Objects:
     """Wrap object arrays with their pixel boxes (``pad`` around the centre, plus an
     optional extra (n, 2) reach for shadows)."""
     if not data or not len(data["cx"]):
@@ -1671,8 +1695,9 @@ def _rasterise_lines(
     return best, owner, arc
 
 
-def _background(cv: _Canvas, lay: _Layout, n_mid: np.ndarray, n_fine: np.ndarray,
-                grain: np.ndarray) -> np.ndarray:
+def _background(
+    cv: _Canvas, lay: _Layout, n_mid: np.ndarray, n_fine: np.ndarray, grain: np.ndarray
+) -> np.ndarray:
     """Fields, meadows, bare soil and forest on a jittered-grid Voronoi of parcels."""
     st = lay.style
     seed = lay.seed
@@ -1742,8 +1767,11 @@ def _background(cv: _Canvas, lay: _Layout, n_mid: np.ndarray, n_fine: np.ndarray
     pal = np.where((cls == 2)[:, None], st.soil[(u[1] * len(st.soil)).astype(int)], pal)
     pal = pal * (0.9 + 0.2 * u[2])[:, None]
     aligned = u[3] < 0.65
-    theta = np.where(aligned, st.field_angle + np.floor(u[4] * 2) * math.pi / 2
-                     + (u[4] - 0.5) * 0.1, u[4] * math.pi)
+    theta = np.where(
+        aligned,
+        st.field_angle + np.floor(u[4] * 2) * math.pi / 2 + (u[4] - 0.5) * 0.1,
+        u[4] * math.pi,
+    )
     cos_t = np.cos(theta).astype(_F32)
     sin_t = np.sin(theta).astype(_F32)
     period = (2.5 + 6.0 * u[5]).astype(_F32)
@@ -1776,7 +1804,7 @@ def _background(cv: _Canvas, lay: _Layout, n_mid: np.ndarray, n_fine: np.ndarray
     tramline = (ft < _F32(1.1)) | ((ft > _F32(3.6)) & (ft < _F32(4.7)))
     bright *= np.where(tramline, _F32(1.1), _F32(1))
     mottle = (0.15 + 0.45 * u[6]).astype(_F32)
-    texture = (_F32(1) + mottle[id1] * (n_mid - _F32(0.5)))
+    texture = _F32(1) + mottle[id1] * (n_mid - _F32(0.5))
     texture *= _F32(1) + _F32(0.26) * (n_fine - _F32(0.5))
     texture *= _F32(1) + _F32(0.14) * (grain - _F32(0.5))
     img *= (bright * texture)[..., None]
@@ -1793,7 +1821,8 @@ def _background(cv: _Canvas, lay: _Layout, n_mid: np.ndarray, n_fine: np.ndarray
         b = bd
         inside = b < half
         edge_rgb = np.where(
-            (hb < 0.75)[:, None], st.meadow[0] * 0.95,
+            (hb < 0.75)[:, None],
+            st.meadow[0] * 0.95,
             np.where((hb < 0.9)[:, None], st.forest[0] * 1.15, st.soil[0] * 1.18),
         ).astype(_F32)
         hedge = (hb >= 0.75) & (hb < 0.9)
@@ -1833,8 +1862,9 @@ def _forest(cv: _Canvas, lay: _Layout, img: np.ndarray, n_big: np.ndarray) -> No
     img[yy, xx] = img[yy, xx] * (1 - alpha) + tone * np.maximum(bright, 0.2)[:, None] * alpha
 
 
-def _town_ground(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
-                 n_fine: np.ndarray) -> None:
+def _town_ground(
+    cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray, n_fine: np.ndarray
+) -> None:
     """Gardens, lawns and yards in plots aligned with each town's street grid."""
     st = lay.style
     for ti, town in enumerate(lay.towns):
@@ -1863,8 +1893,7 @@ def _town_ground(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
         lawn = st.meadow[0] * _F32(1.04)
         garden = (st.meadow[0] + st.crown[0]) * _F32(0.5)
         paved = np.array([150, 146, 138], dtype=_F32)
-        rgb = np.where((hp < 0.62)[..., None], lawn,
-                       np.where((hp < 0.9)[..., None], garden, paved))
+        rgb = np.where((hp < 0.62)[..., None], lawn, np.where((hp < 0.9)[..., None], garden, paved))
         rgb = rgb * (_F32(0.92) + _F32(0.16) * hp)[..., None]
         fu = u - np.floor(u / pu) * pu
         fv = v - np.floor(v / pv) * pv
@@ -1878,8 +1907,9 @@ def _town_ground(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
         sub[...] = sub * (1 - alpha) + rgb * alpha
 
 
-def _water(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
-           n_fine: np.ndarray) -> None:
+def _water(
+    cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray, n_fine: np.ndarray
+) -> None:
     if not lay.rivers:
         return
     e, owner, _ = _rasterise_lines(cv, lay.river_segs)
@@ -1898,8 +1928,9 @@ def _water(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
     img[near] = px * (1 - a_w) + water * a_w
 
 
-def _track_paint(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
-                 grain: np.ndarray) -> None:
+def _track_paint(
+    cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray, grain: np.ndarray
+) -> None:
     if not lay.tracks:
         return
     e, owner, _ = _rasterise_lines(cv, lay.track_segs)
@@ -1917,8 +1948,14 @@ def _track_paint(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
     img[near] = img[near] * (1 - a) + rgb * a
 
 
-def _road_paint(cv: _Canvas, lay: _Layout, img: np.ndarray, n_mid: np.ndarray,
-                n_fine: np.ndarray, grain: np.ndarray) -> np.ndarray:
+def _road_paint(
+    cv: _Canvas,
+    lay: _Layout,
+    img: np.ndarray,
+    n_mid: np.ndarray,
+    n_fine: np.ndarray,
+    grain: np.ndarray,
+) -> np.ndarray:
     """Paint roads; return the road mask (distance to centreline <= half width)."""
     roads = lay.roads
     if not roads:
@@ -2163,8 +2200,12 @@ def render_window(
     """
     height, width = _check_size(height, width)
     if not (
-        0 <= row_off and 0 <= col_off and win_h >= 1 and win_w >= 1
-        and row_off + win_h <= height and col_off + win_w <= width
+        0 <= row_off
+        and 0 <= col_off
+        and win_h >= 1
+        and win_w >= 1
+        and row_off + win_h <= height
+        and col_off + win_w <= width
     ):
         raise ValueError(
             f"window rows {row_off}..{row_off + win_h}, cols {col_off}..{col_off + win_w} "
@@ -2316,8 +2357,9 @@ def write_scene(
     blocks = list(_blocks(height, width, int(block)))
     try:
         with (
-            rasterio.open(tmp.image, "w", count=3, photometric="RGB", interleave="pixel",
-                          **common) as img_dst,
+            rasterio.open(
+                tmp.image, "w", count=3, photometric="RGB", interleave="pixel", **common
+            ) as img_dst,
             rasterio.open(tmp.mask, "w", count=1, **common) as mask_dst,
         ):
             img_dst.update_tags(**tags)

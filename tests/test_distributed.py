@@ -395,3 +395,32 @@ def test_a_failed_region_fails_its_raster_and_a_rerun_does_only_that_region(
     assert tiles["0"] == tiles["1"] == "0"  # finished in the failed run
     assert int(tiles["2"]) > 0
     assert files(out) == tall_reference
+
+
+@pytest.mark.slow
+def test_cli_splits_one_raster_on_the_cluster(
+    tall, tiny_model, tall_reference, scheduler, tmp_path, capsys
+) -> None:
+    from roadseg.cli.batch import run_batch
+
+    run_batch(
+        [str(tall)], options=OPTIONS, model=str(tiny_model), output_dir=str(tmp_path),
+        mask="{stem}_mask.tif", scheduler=scheduler, split_above=0.0, region_rows=512,
+    )  # fmt: skip
+    assert files(tmp_path) == tall_reference
+    assert "1 raster(s) split into 3 regions" in capsys.readouterr().err
+
+
+def test_cli_refuses_regions_off_the_block_grid(tall, tmp_path) -> None:
+    from click.testing import CliRunner
+
+    from roadseg.cli import cli
+
+    result = CliRunner().invoke(
+        cli, ["predict", str(tall), "--workers", "2", "--region-rows", "300", "--output-dir",
+               str(tmp_path)],
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "300 is not a multiple of 256" in result.output
+    assert "use 256 or 512" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -158,7 +158,9 @@ def test_write_scene(tmp_path: Path, scene: Scene) -> None:
         # UTM 33N around x=500 km, y=5500 km is near 15 E, 49.6 N.
         assert np.all((lon > 14.9) & (lon < 15.1)) and np.all((lat > 49.5) & (lat < 49.7))
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "s.tif", "s_centerlines.geojson", "s_mask.tif"
+        "s.tif",
+        "s_centerlines.geojson",
+        "s_mask.tif",
     ]
 
 

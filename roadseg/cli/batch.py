@@ -43,9 +43,31 @@ scheduler_opt = click.option(
 )
 
 
+split_above_opt = click.option(
+    "--split-above",
+    type=click.FloatRange(min=0),
+    default=50.0,
+    show_default=True,
+    metavar="MPIX",
+    help="With --workers or --scheduler: split a raster of more than MPIX megapixels into "
+    "row regions predicted in parallel and assembled into one output, identical to an "
+    "unsplit run. 0 splits every raster taller than one region.",
+)
+region_rows_opt = click.option(
+    "--region-rows",
+    type=click.IntRange(min=256),
+    default=4096,
+    show_default=True,
+    metavar="N",
+    help="Rows of one region of a split raster (a multiple of 256). Each region also "
+    "computes up to one tile row above and below it.",
+)
+
+
 def batch_options(f: F) -> F:
-    """``--output-dir``, ``--workers`` and ``--scheduler``, as one decorator."""
-    return output_dir_opt(workers_opt(scheduler_opt(f)))
+    """``--output-dir``, ``--workers``, ``--scheduler``, ``--split-above`` and
+    ``--region-rows``, as one decorator."""
+    return output_dir_opt(workers_opt(scheduler_opt(split_above_opt(region_rows_opt(f)))))
 
 
 def wants_batch(
@@ -87,6 +109,9 @@ def run_batch(
     vectorize: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    split_above: float = 50.0,
+    region_rows: int = 4096,
+    resample: bool = True,
     quiet: bool = False,
 ) -> None:
     """Predict every input; report on stderr; raise if any raster failed.
@@ -101,6 +126,9 @@ def run_batch(
         output_dir: folder for all outputs; created if missing.
         vectorize: refused (``--vectorize`` takes one input).
         workers, scheduler: where to run (see :func:`roadseg.distributed.run_jobs`).
+        split_above: on Dask, split rasters of more megapixels than this.
+        region_rows: rows of one region of a split raster.
+        resample: read inputs at the model's GSD when it records one.
         quiet: no progress bar and no summary.
 
     Raises:
@@ -115,6 +143,13 @@ def run_batch(
 
     if workers is not None and scheduler is not None:
         raise click.BadParameter("give --workers or --scheduler, not both", param_hint="--workers")
+    if region_rows % 256:
+        lower = max(256, region_rows // 256 * 256)
+        raise click.BadParameter(
+            f"{region_rows} is not a multiple of 256 (the output's block height); "
+            f"use {lower} or {lower + 256}",
+            param_hint="--region-rows",
+        )
     if vectorize is not None:
         raise click.BadParameter(
             "works with one input; run 'roadseg vectorize' on each output",
@@ -143,6 +178,9 @@ def run_batch(
         workers=workers,
         scheduler=scheduler,
         progress=show_progress(quiet),
+        resample=resample,
+        split_above=round(split_above * 1_000_000),
+        region_rows=region_rows,
     )
     for failed in result.failed:
         click.echo(f"Failed: {failed.job.input}: {failed.error}", err=True)

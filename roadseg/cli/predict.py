@@ -160,13 +160,16 @@ def predict(
     output_dir: str | None,
     workers: int | None,
     scheduler: str | None,
+    split_above: float,
+    region_rows: int,
     overwrite: bool,
     quiet: bool,
 ) -> None:
     """Find roads in INPUT, a GeoTIFF (or any GDAL raster) of any size.
 
     Several INPUTs, glob patterns (quoted) and list files (@list.txt) each get
-    their own output; --workers N or --scheduler ADDRESS runs them on Dask.
+    their own output; --workers N or --scheduler ADDRESS runs them on Dask,
+    where a raster above --split-above megapixels is split into row regions.
 
     The image is cut into overlapping tiles, run through the ResUNet in
     batches (on a GPU when TensorFlow sees one), and the tiles are blended back
@@ -195,6 +198,7 @@ def predict(
       roadseg predict photo.png --gsd 0.3           # no georeferencing: state the GSD
       roadseg predict 'tiles/*.tif' --output-dir out --workers 2
       roadseg predict @tiles.txt --output-dir out --scheduler tcp://10.0.0.5:8786
+      roadseg predict huge.tif --workers 2     # one big raster: split in row regions
     """
     from roadseg.cli.tfimport import import_tensorflow_quietly
     from roadseg.model import load_model
@@ -241,6 +245,9 @@ def predict(
             vectorize=vector_path,
             workers=workers,
             scheduler=scheduler,
+            split_above=split_above,
+            region_rows=region_rows,
+            resample=resample,
             quiet=quiet,
         )
         return
