@@ -12,6 +12,11 @@ predicts all of them once per configuration, each in a fresh child process:
   OMP/MKL/OPENBLAS_NUM_THREADS, TF_NUM_INTRAOP_THREADS and
   TF_NUM_INTEROP_THREADS=1 (the settings roadseg.distributed uses).
 
+With ``--split-above MPIX``, rasters above that size are split on Dask into
+regions of ``--region-rows`` rows (roadseg.regions); the in-process row always
+predicts each raster whole, so the comparison also checks that the split
+outputs are identical. Tiles count the halo tile rows each region adds.
+
 Wall time includes starting the cluster and each worker's TensorFlow import
 and model load, as a user sees it. Every configuration's outputs are compared
 byte for byte with the in-process outputs.
@@ -19,6 +24,7 @@ byte for byte with the in-process outputs.
 Usage:
     python scripts/bench_distributed.py --count 8 --size 1024 [--workers 1 --workers 2]
     python scripts/bench_distributed.py --count 2 --size 256 --model tiny.keras  # smoke test
+    python scripts/bench_distributed.py --count 1 --size 8192 --split-above 0  # one raster, split
 """
 
 from __future__ import annotations
@@ -53,7 +59,15 @@ def run_one(args: argparse.Namespace) -> int:
         precision=args.precision,
     )
     started = time.perf_counter()
-    result = run_jobs(jobs, args.model, options, workers=workers)
+    split = None if args.split_above is None else round(args.split_above * 1e6)
+    result = run_jobs(
+        jobs,
+        args.model,
+        options,
+        workers=workers,
+        split_above=split if split is not None else 2**62,
+        region_rows=args.region_rows,
+    )
     wall = time.perf_counter() - started
     failed = [f"{r.job.input.name}: {r.error}" for r in result.failed]
     threads = threads_per_process(workers) if workers else os.cpu_count()
@@ -86,6 +100,14 @@ def main() -> int:
     parser.add_argument("--tile-size", type=int, default=None)
     parser.add_argument("--overlap", type=int, default=32)
     parser.add_argument("--precision", default="auto")
+    parser.add_argument(
+        "--split-above",
+        type=float,
+        default=None,
+        metavar="MPIX",
+        help="on Dask, split rasters above MPIX megapixels (default: never)",
+    )
+    parser.add_argument("--region-rows", type=int, default=4096)
     parser.add_argument(
         "--workdir", type=Path, default=None, help="keep scenes here (default: a temp dir)"
     )
@@ -127,7 +149,11 @@ def main() -> int:
                 str(args.overlap),
                 "--precision",
                 args.precision,
+                "--region-rows",
+                str(args.region_rows),
             ]
+            if args.split_above is not None:
+                cmd += ["--split-above", str(args.split_above)]
             if args.tile_size:
                 cmd += ["--tile-size", str(args.tile_size)]
             if args.model:
@@ -148,6 +174,11 @@ def main() -> int:
         f"model: {args.model or 'bundled'}  scenes {args.count} x {args.size}x{args.size}  "
         f"batch {args.batch_size}  overlap {args.overlap}  precision {args.precision}  "
         f"cores {cpus}"
+        + (
+            ""
+            if args.split_above is None
+            else f"  split above {args.split_above:g} MPix in {args.region_rows}-row regions"
+        )
     )
     header = (
         f"| {'configuration':<18} | {'threads/proc':>12} | {'tiles':>6} | {'wall s':>7} | "
