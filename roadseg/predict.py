@@ -63,7 +63,13 @@ PREVIEW_SIDE = 1024
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """Options of :func:`predict_raster` (None means: the model's own value)."""
+    """Options of :func:`predict_raster` (None means: the model's own value).
+
+    The defaults are the CLI's: ``precision="auto"`` runs bfloat16 on a CPU
+    with AVX-512-BF16 or AMX and float16 on a GPU (see
+    :func:`roadseg.precision.resolve_precision`); pass ``"float32"`` for
+    full precision everywhere.
+    """
 
     tile_size: int | None = None
     overlap: int = DEFAULT_OVERLAP
@@ -73,7 +79,7 @@ class PredictOptions:
     mask_path: Path | None = None
     preview_path: Path | None = None
     as_float: bool = False
-    precision: str = "float32"
+    precision: str = "auto"
     tta: str = "none"
     overwrite: bool = False
     progress: bool = False
