@@ -1640,6 +1640,7 @@ class _DaskMap:
         self.client = client
         self.retries = retries
         self.token = f"{os.getpid():x}-{time.time_ns():x}"
+        self.calls = 0
 
     def __call__(
         self, fn: Callable[..., Any], items: list[Any], *shared: Any
@@ -1648,6 +1649,10 @@ class _DaskMap:
 
         distributed = import_distributed()
         stage = fn.__name__.strip("_").replace("_", "-")
+        # A key per call: a thinning pass run again with a wider halo must not meet
+        # the tasks of the pass it replaces, which are being cancelled.
+        self.calls += 1
+        token = f"{self.token}-{self.calls}"
         [packed] = self.client.scatter([shared], broadcast=True, hash=False)
         futures = {
             self.client.submit(
@@ -1655,7 +1660,7 @@ class _DaskMap:
                 fn,
                 item,
                 packed,
-                key=f"roadseg-vectorize-{stage}-{k}-{self.token}",
+                key=f"roadseg-vectorize-{stage}-{k}-{token}",
                 retries=self.retries,
                 pure=False,
             ): k
