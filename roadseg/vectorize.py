@@ -57,7 +57,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -71,6 +71,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
+from roadseg.distributed import DEFAULT_RETRIES
 from roadseg.errors import RoadsegError, UnsupportedRasterError, VectorError
 
 log = logging.getLogger(__name__)
@@ -613,9 +614,10 @@ class RasterSource:
         self.scale = 1.0
         value = tags.get("ROADSEG_VALUE", "")
         if known is not None:  # decided already (on the client, for a Dask worker)
-            self.kind, self.scale, self.nodata = known.kind, known.scale, known.nodata
+            self.kind: RasterKind = known.kind
+            self.scale, self.nodata = known.scale, known.nodata
         elif value.startswith("probability"):
-            self.kind: RasterKind = "probability"
+            self.kind = "probability"
             if self.dtype.kind in "ui":
                 band_scale = float(dataset.scales[0] or 1.0)
                 self.scale = band_scale if band_scale != 1.0 else 1.0 / _PREDICT_SCALE
@@ -1368,8 +1370,11 @@ class _MaskStore:
 class _MaskReader(Protocol):
     """Where the thinning reads the cleaned mask: :class:`_MaskStore` or :class:`_ChunkFiles`."""
 
-    height: int
-    width: int
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
 
     def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray: ...
 
@@ -1603,10 +1608,12 @@ def _skeletonize_chunks(
 
 #: Runs ``fn(item, *shared)`` for every item and yields ``(index, result)`` pairs as
 #: they complete (in any order). Closing the iterator early cancels what is left.
-Mapper = Callable[..., Iterator[tuple[int, Any]]]
+Mapper = Callable[..., Generator[tuple[int, Any], None, None]]
 
 
-def _map_here(fn: Callable[..., Any], items: list[Any], *shared: Any) -> Iterator[tuple[int, Any]]:
+def _map_here(
+    fn: Callable[..., Any], items: list[Any], *shared: Any
+) -> Generator[tuple[int, Any], None, None]:
     """The in-process :data:`Mapper`: one item after the other, in order."""
     for k, item in enumerate(items):
         yield k, fn(item, *shared)
@@ -1644,7 +1651,7 @@ class _DaskMap:
 
     def __call__(
         self, fn: Callable[..., Any], items: list[Any], *shared: Any
-    ) -> Iterator[tuple[int, Any]]:
+    ) -> Generator[tuple[int, Any], None, None]:
         from roadseg.distributed import import_distributed
 
         distributed = import_distributed()
@@ -2870,7 +2877,7 @@ def extract_network(
     temp_dir: str | os.PathLike[str] | None = None,
     stats: dict[str, Any] | None = None,
     client: Any = None,
-    retries: int = 2,
+    retries: int = DEFAULT_RETRIES,
 ) -> RoadNetwork:
     """Run the vector flow on a road source and return the network in memory.
 
@@ -3055,7 +3062,7 @@ def vectorize_raster(
     *,
     workers: int | None = None,
     scheduler: str | None = None,
-    retries: int = 2,
+    retries: int = DEFAULT_RETRIES,
 ) -> VectorizeResult:
     """Vectorize a road mask or probability GeoTIFF into a GeoPackage or GeoJSON file.
 
