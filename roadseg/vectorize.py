@@ -43,6 +43,14 @@ Memory is bounded by a chunk plus its halo; only the sparse skeleton and the gra
 of the whole raster are held at once. The chunked result equals the unchunked one
 (the tests check it bit for bit).
 
+On Dask (``vectorize_raster(..., workers=N)`` or ``scheduler=ADDRESS``) the chunk
+steps of stages 1-3 are tasks: a cleaning summary per chunk (labels' statistics and
+border labels), the cleaned mask per chunk (a 1-bit file in a hidden folder beside
+the output) and a thinning window per chunk (skeleton pixels and half-widths). The
+client numbers and joins the labels, decides, grows the halo and runs stages 4-6
+with the same functions as in-process, so the result is the same bit for bit (see
+:func:`extract_network`).
+
 Metres everywhere, in any CRS: see :class:`GroundScale`.
 """
 
