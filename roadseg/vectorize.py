@@ -43,6 +43,14 @@ Memory is bounded by a chunk plus its halo; only the sparse skeleton and the gra
 of the whole raster are held at once. The chunked result equals the unchunked one
 (the tests check it bit for bit).
 
+On Dask (``vectorize_raster(..., workers=N)`` or ``scheduler=ADDRESS``) the chunk
+steps of stages 1-3 are tasks: a cleaning summary per chunk (labels' statistics and
+border labels), the cleaned mask per chunk (a 1-bit file in a hidden folder beside
+the output) and a thinning window per chunk (skeleton pixels and half-widths). The
+client numbers and joins the labels, decides, grows the halo and runs stages 4-6
+with the same functions as in-process, so the result is the same bit for bit (see
+:func:`extract_network`).
+
 Metres everywhere, in any CRS: see :class:`GroundScale`.
 """
 
@@ -53,10 +61,11 @@ import heapq
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -70,6 +79,7 @@ from scipy.sparse import csgraph
 from scipy.spatial import cKDTree
 from shapely.geometry import LineString
 
+from roadseg.distributed import DEFAULT_RETRIES
 from roadseg.errors import RoadsegError, UnsupportedRasterError, VectorError
 
 log = logging.getLogger(__name__)
@@ -259,6 +269,7 @@ class VectorizeResult:
     seconds: float
     warnings: tuple[str, ...] = ()
     tags: dict[str, str] = field(default_factory=dict)
+    where: str = "in-process"
 
 
 # --------------------------------------------------------------------------------------
@@ -546,6 +557,24 @@ def _as_crs(crs: Any) -> Any:
     return crs if isinstance(crs, CRS) else CRS.from_user_input(crs)
 
 
+@dataclass(frozen=True)
+class _SourceSpec:
+    """A road raster as a Dask worker opens it (see :meth:`RasterSource.spec`)."""
+
+    path: str
+    name: str
+    kind: RasterKind
+    scale: float
+    nodata: float | None
+
+    @contextlib.contextmanager
+    def open(self) -> Iterator[RasterSource]:
+        from roadseg.raster_io import gdal_env, open_raster
+
+        with gdal_env(), open_raster(self.path) as ds:
+            yield RasterSource(ds, self.name, known=self)
+
+
 class RasterSource:
     """A rasterio dataset as a :class:`RoadSource`, its kind found from its contents.
 
@@ -563,7 +592,9 @@ class RasterSource:
             mask nor a probability.
     """
 
-    def __init__(self, dataset: Any, name: str | None = None) -> None:
+    def __init__(
+        self, dataset: Any, name: str | None = None, *, known: _SourceSpec | None = None
+    ) -> None:
         self.ds = dataset
         self.name = name or Path(str(dataset.name)).name
         if dataset.count != 1:
@@ -590,8 +621,11 @@ class RasterSource:
             self.default_threshold = float(tags["ROADSEG_THRESHOLD"])
         self.scale = 1.0
         value = tags.get("ROADSEG_VALUE", "")
-        if value.startswith("probability"):
-            self.kind: RasterKind = "probability"
+        if known is not None:  # decided already (on the client, for a Dask worker)
+            self.kind: RasterKind = known.kind
+            self.scale, self.nodata = known.scale, known.nodata
+        elif value.startswith("probability"):
+            self.kind = "probability"
             if self.dtype.kind in "ui":
                 band_scale = float(dataset.scales[0] or 1.0)
                 self.scale = band_scale if band_scale != 1.0 else 1.0 / _PREDICT_SCALE
@@ -601,6 +635,13 @@ class RasterSource:
             self.kind = "probability"
         else:
             self.kind = self._sniff()
+
+    def spec(self) -> _SourceSpec:
+        """How a Dask worker opens this raster again: its absolute path and the kind,
+        scale and nodata decided here (so that no worker sniffs the file again)."""
+        return _SourceSpec(
+            os.path.abspath(str(self.ds.name)), self.name, self.kind, self.scale, self.nodata
+        )
 
     def _read(self, window: Any) -> np.ndarray:
         """Band 1 in ``window``; a damaged block becomes a one-line error."""
@@ -862,6 +903,165 @@ def _pairs(a: np.ndarray, b: np.ndarray, offset: int) -> np.ndarray:
     return np.stack([x[keep], y[keep]], axis=1)
 
 
+@dataclass(frozen=True)
+class _CleanParams:
+    """What every chunk step of the cleaning needs (picklable: sent to Dask workers)."""
+
+    th: _Thresholds
+    min_area: float  # integer cm^2
+    hole_area: float  # integer cm^2
+    row_area: np.ndarray  # ground area of a pixel in each raster row, cm^2
+    height: int
+    width: int
+
+    @property
+    def fill_holes(self) -> bool:
+        return self.hole_area > 0
+
+
+@dataclass
+class _ChunkSummary:
+    """Pass 1 of the cleaning for one chunk, in the chunk's own label numbers.
+
+    Small next to the chunk: per-label statistics and the labels along the four
+    borders. :meth:`_Cleaner.merge` numbers the labels of all chunks in chunk order.
+    """
+
+    nf: int
+    nb: int
+    area: np.ndarray  # (nf,) road label areas, cm^2
+    strength: np.ndarray | None  # (nf,) holds a strong pixel (hysteresis)
+    box: np.ndarray  # (nf, 4) bounding boxes, global pixel indices
+    strips: dict[str, np.ndarray]  # border labels: ft fb fl fr (road), bt bb bl br (background)
+    barea: np.ndarray | None = None  # (nb,) background label areas, cm^2
+    edge: np.ndarray | None = None  # (nb,) background label touches the raster's edge
+    holes: np.ndarray | None = None  # (k, 2) (background label, road label) of small holes
+
+
+def _label_chunk(
+    source: RoadSource, chunk: _Chunk, th: _Thresholds, fill_holes: bool
+) -> tuple[np.ndarray, int, np.ndarray | None, int, Any, Any]:
+    """Read, threshold and label one chunk: road 8-connected, background 4-connected."""
+    values = source.read(chunk.r0, chunk.r1, chunk.c0, chunk.c1)
+    fg, strong = _foreground(values, th)
+    del values
+    fl, nf = ndi.label(fg, structure=_EIGHT)
+    bl, nb = (None, 0)
+    if fill_holes:
+        bl, nb = ndi.label(~fg, structure=_FOUR)
+    return fl, nf, bl, nb, fg, strong
+
+
+def _road_stats(
+    fl: np.ndarray,
+    nf: int,
+    fg: np.ndarray,
+    strong: np.ndarray | None,
+    chunk: _Chunk,
+    p: _CleanParams,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Area (integer cm^2, as float64: exact sums), strength and bounding box
+    (row0, row1, col0, col1; global, inclusive) of every road label, from the
+    road pixels only.
+
+    Only labels smaller than ``min_area`` here need a box (larger ones are kept
+    whatever their shape); the others get the chunk's box.
+    """
+    rr, cc = np.nonzero(fg)
+    lab = fl[rr, cc]
+    area = np.bincount(lab, p.row_area[chunk.r0 + rr], minlength=nf + 1)[1:]
+    strength = None
+    if strong is not None:
+        strength = np.bincount(lab[strong[rr, cc]], minlength=nf + 1)[1:] > 0
+    box = np.empty((nf, 4), np.int64)
+    box[:] = (chunk.r0, chunk.r1 - 1, chunk.c0, chunk.c1 - 1)
+    small = np.concatenate([[False], area < p.min_area])
+    if small.any():
+        pick = small[lab]
+        lab_s, rr_s, cc_s = lab[pick] - 1, rr[pick] + chunk.r0, cc[pick] + chunk.c0
+        sel = np.flatnonzero(small[1:])
+        box[sel] = (np.iinfo(np.int64).max, -1, np.iinfo(np.int64).max, -1)
+        np.minimum.at(box[:, 0], lab_s, rr_s)
+        np.maximum.at(box[:, 1], lab_s, rr_s)
+        np.minimum.at(box[:, 2], lab_s, cc_s)
+        np.maximum.at(box[:, 3], lab_s, cc_s)
+    return area, strength, box
+
+
+def _background_areas(bl: np.ndarray, nb: int, chunk: _Chunk, p: _CleanParams) -> np.ndarray:
+    """Area of every background label (integer cm^2, as float64: exact sums).
+
+    Counted by runs along rows: large labels make per-pixel counting slow
+    (every increment hits the same counter), and runs are few.
+    """
+    h, w = bl.shape
+    change = np.empty((h, w), bool)
+    change[:, 0] = True
+    np.not_equal(bl[:, 1:], bl[:, :-1], out=change[:, 1:])
+    starts = np.flatnonzero(change)
+    lengths = np.diff(np.append(starts, h * w))
+    labels = bl.reshape(-1)[starts]
+    rows = p.row_area[chunk.r0 + starts // w]
+    return np.bincount(labels, lengths * rows, minlength=nb + 1)[1:]
+
+
+def _summarise_chunk(
+    fl: np.ndarray,
+    nf: int,
+    bl: np.ndarray | None,
+    nb: int,
+    fg: np.ndarray,
+    strong: np.ndarray | None,
+    chunk: _Chunk,
+    p: _CleanParams,
+) -> _ChunkSummary:
+    """Pass 1 of the cleaning on one labelled chunk (see :class:`_Cleaner`)."""
+    area, strength, box = _road_stats(fl, nf, fg, strong, chunk, p)
+    strips = {"ft": fl[0], "fb": fl[-1], "fl": fl[:, 0], "fr": fl[:, -1]}
+    out = _ChunkSummary(nf, nb, area, strength, box, strips)
+    if bl is not None:
+        barea = _background_areas(bl, nb, chunk, p)
+        edge = np.zeros(nb + 1, bool)
+        if chunk.r0 == 0:
+            edge[bl[0]] = True
+        if chunk.r1 == p.height:
+            edge[bl[-1]] = True
+        if chunk.c0 == 0:
+            edge[bl[:, 0]] = True
+        if chunk.c1 == p.width:
+            edge[bl[:, -1]] = True
+        out.barea, out.edge = barea, edge[1:]
+        # Road labels that touch each small background label (4-adjacency),
+        # from the (few) pixels of small background labels.
+        small = np.concatenate([[False], (barea < p.hole_area) & ~edge[1:]])
+        if small.any():
+            rr, cc = np.nonzero(small[bl])
+            found = []
+            h, w = bl.shape
+            for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
+                r2, c2 = rr + dr, cc + dc
+                ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
+                a_lab = bl[rr[ok], cc[ok]]
+                b_lab = fl[r2[ok], c2[ok]]
+                m = b_lab > 0
+                found.append(np.stack([a_lab[m], b_lab[m]], axis=1).astype(np.int64))
+            out.holes = np.unique(np.concatenate(found), axis=0)
+        strips.update(bt=bl[0], bb=bl[-1], bl=bl[:, 0], br=bl[:, -1])
+    # Copies, so that the summary does not keep the chunk's label images alive.
+    out.strips = {k: v.copy() for k, v in strips.items()}
+    return out
+
+
+def _apply_decisions(
+    fl: np.ndarray, bl: np.ndarray | None, keep_fg: np.ndarray, keep_bg: np.ndarray | None
+) -> np.ndarray:
+    """The cleaned mask of one chunk from its labels and its labels' decisions."""
+    out = keep_fg[fl]
+    if bl is not None and keep_bg is not None:
+        out |= keep_bg[bl]
+    return out
+
+
 class _Cleaner:
     """Decides which pixels survive cleaning, exactly, chunk by chunk.
 
@@ -869,13 +1069,14 @@ class _Cleaner:
     (4-connected) of every chunk, records each label's area (in integer cm^2, so sums
     do not depend on order), whether it holds a strong pixel (hysteresis), whether a
     background label touches the raster's edge, which road labels border each
-    background label, and the labels along chunk borders. A union-find over the
-    border pairs gives the components of the whole raster; holes smaller than
+    background label, and the labels along chunk borders (:func:`_summarise_chunk`).
+    :meth:`merge` numbers the labels of all chunks in chunk order; a union-find over
+    the border pairs gives the components of the whole raster; holes smaller than
     ``hole_area_m2`` join the road components around them; components smaller than
     ``min_area_m2`` or without a strong pixel are dropped.
 
     Pass 2 (:meth:`apply`) labels each chunk again (the same input gives the same
-    labels) and looks the decisions up.
+    labels) and looks the decisions up (:meth:`decisions`).
     """
 
     def __init__(
@@ -898,6 +1099,9 @@ class _Cleaner:
         self.hole_area = hole_area_units
         self.fill_holes = hole_area_units > 0
         self.row_area = row_area
+        self.params = _CleanParams(
+            th, min_area_units, hole_area_units, row_area, source.height, source.width
+        )
         self.counts: dict[tuple[int, int], tuple[int, int]] = {}
         self.fg_offset: dict[tuple[int, int], int] = {}
         self.bg_offset: dict[tuple[int, int], int] = {}
@@ -906,62 +1110,41 @@ class _Cleaner:
         self._cache: tuple[_Chunk, np.ndarray, np.ndarray | None, np.ndarray] | None = None
 
     def _label(self, chunk: _Chunk) -> tuple[np.ndarray, int, np.ndarray | None, int, Any, Any]:
-        values = self.source.read(chunk.r0, chunk.r1, chunk.c0, chunk.c1)
-        fg, strong = _foreground(values, self.th)
-        del values
-        fl, nf = ndi.label(fg, structure=_EIGHT)
-        bl, nb = (None, 0)
-        if self.fill_holes:
-            bl, nb = ndi.label(~fg, structure=_FOUR)
-        return fl, nf, bl, nb, fg, strong
+        return _label_chunk(self.source, chunk, self.th, self.fill_holes)
 
-    def _road_stats(
-        self, fl: np.ndarray, nf: int, fg: np.ndarray, strong: np.ndarray | None, chunk: _Chunk
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """Area (integer cm^2, as float64: exact sums), strength and bounding box
-        (row0, row1, col0, col1; global, inclusive) of every road label, from the
-        road pixels only.
+    def _summaries_here(self) -> Iterator[tuple[int, _ChunkSummary]]:
+        for k, chunk in enumerate(self.chunks):
+            fl, nf, bl, nb, fg, strong = self._label(chunk)
+            summary = _summarise_chunk(fl, nf, bl, nb, fg, strong, chunk, self.params)
+            if len(self.chunks) == 1:
+                self._cache = (chunk, fl, bl, np.zeros(0))
+            yield k, summary
 
-        Only labels smaller than ``min_area`` here need a box (larger ones are kept
-        whatever their shape); the others get the chunk's box.
+    def analyse(
+        self,
+        tick: Callable[[], None],
+        summaries: Iterator[tuple[int, _ChunkSummary]] | None = None,
+    ) -> None:
+        """Pass 1 over every chunk, then the decisions.
+
+        Args:
+            tick: called as each chunk's summary arrives.
+            summaries: ``(chunk index, summary)`` pairs in any order (from Dask);
+                None: label the chunks here, one after the other.
         """
-        rr, cc = np.nonzero(fg)
-        lab = fl[rr, cc]
-        area = np.bincount(lab, self.row_area[chunk.r0 + rr], minlength=nf + 1)[1:]
-        strength = None
-        if strong is not None:
-            strength = np.bincount(lab[strong[rr, cc]], minlength=nf + 1)[1:] > 0
-        box = np.empty((nf, 4), np.int64)
-        box[:] = (chunk.r0, chunk.r1 - 1, chunk.c0, chunk.c1 - 1)
-        small = np.concatenate([[False], area < self.min_area])
-        if small.any():
-            pick = small[lab]
-            lab_s, rr_s, cc_s = lab[pick] - 1, rr[pick] + chunk.r0, cc[pick] + chunk.c0
-            sel = np.flatnonzero(small[1:])
-            box[sel] = (np.iinfo(np.int64).max, -1, np.iinfo(np.int64).max, -1)
-            np.minimum.at(box[:, 0], lab_s, rr_s)
-            np.maximum.at(box[:, 1], lab_s, rr_s)
-            np.minimum.at(box[:, 2], lab_s, cc_s)
-            np.maximum.at(box[:, 3], lab_s, cc_s)
-        return area, strength, box
+        got: list[_ChunkSummary | None] = [None] * len(self.chunks)
+        for k, summary in summaries if summaries is not None else self._summaries_here():
+            got[k] = summary
+            tick()
+        self.merge([s for s in got if s is not None])
 
-    def _background_areas(self, bl: np.ndarray, nb: int, chunk: _Chunk) -> np.ndarray:
-        """Area of every background label (integer cm^2, as float64: exact sums).
-
-        Counted by runs along rows: large labels make per-pixel counting slow
-        (every increment hits the same counter), and runs are few.
-        """
-        h, w = bl.shape
-        change = np.empty((h, w), bool)
-        change[:, 0] = True
-        np.not_equal(bl[:, 1:], bl[:, :-1], out=change[:, 1:])
-        starts = np.flatnonzero(change)
-        lengths = np.diff(np.append(starts, h * w))
-        labels = bl.reshape(-1)[starts]
-        rows = self.row_area[chunk.r0 + starts // w]
-        return np.bincount(labels, lengths * rows, minlength=nb + 1)[1:]
-
-    def analyse(self, tick: Callable[[], None]) -> None:
+    def merge(self, summaries: list[_ChunkSummary]) -> None:
+        """Number the labels of all chunks (in chunk order), join them across chunk
+        borders and decide which survive."""
+        if len(summaries) != len(self.chunks):
+            raise RoadsegError(
+                f"cleaning got {len(summaries)} chunk summaries for {len(self.chunks)} chunks"
+            )
         n_fg = 0
         n_bg = 0
         fg_area: list[np.ndarray] = []
@@ -971,58 +1154,26 @@ class _Cleaner:
         bg_edge: list[np.ndarray] = []
         hole_pairs: list[np.ndarray] = []
         strips: dict[tuple[int, int], dict[str, np.ndarray]] = {}
-        height, width = self.source.height, self.source.width
-        for chunk in self.chunks:
-            fl, nf, bl, nb, fg, strong = self._label(chunk)
+        for chunk, sm in zip(self.chunks, summaries, strict=True):
             key = (chunk.i, chunk.j)
             self.fg_offset[key] = n_fg
             self.bg_offset[key] = n_bg
-            self.counts[key] = (nf, nb)
-            area, strength, box = self._road_stats(fl, nf, fg, strong, chunk)
-            fg_area.append(area)
-            fg_box.append(box)
-            if strength is not None:
-                fg_strong.append(strength)
-            s = {
-                k: _offset(v, n_fg)
-                for k, v in (("ft", fl[0]), ("fb", fl[-1]), ("fl", fl[:, 0]), ("fr", fl[:, -1]))
-            }
-            if bl is not None:
-                barea = self._background_areas(bl, nb, chunk)
-                bg_area.append(barea)
-                edge = np.zeros(nb + 1, bool)
-                if chunk.r0 == 0:
-                    edge[bl[0]] = True
-                if chunk.r1 == height:
-                    edge[bl[-1]] = True
-                if chunk.c0 == 0:
-                    edge[bl[:, 0]] = True
-                if chunk.c1 == width:
-                    edge[bl[:, -1]] = True
-                bg_edge.append(edge[1:])
-                # Road labels that touch each small background label (4-adjacency),
-                # from the (few) pixels of small background labels.
-                small = np.concatenate([[False], (barea < self.hole_area) & ~edge[1:]])
-                if small.any():
-                    rr, cc = np.nonzero(small[bl])
-                    found = []
-                    h, w = bl.shape
-                    for dr, dc in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-                        r2, c2 = rr + dr, cc + dc
-                        ok = (r2 >= 0) & (r2 < h) & (c2 >= 0) & (c2 < w)
-                        a_lab = bl[rr[ok], cc[ok]]
-                        b_lab = fl[r2[ok], c2[ok]]
-                        m = b_lab > 0
-                        found.append(np.stack([a_lab[m] + n_bg, b_lab[m] + n_fg], axis=1))
-                    hole_pairs.append(np.unique(np.concatenate(found), axis=0))
-                for k, v in (("bt", bl[0]), ("bb", bl[-1]), ("bl", bl[:, 0]), ("br", bl[:, -1])):
-                    s[k] = _offset(v, n_bg)
+            self.counts[key] = (sm.nf, sm.nb)
+            fg_area.append(sm.area)
+            fg_box.append(sm.box)
+            if sm.strength is not None:
+                fg_strong.append(sm.strength)
+            s = {}
+            for k, v in sm.strips.items():
+                s[k] = _offset(v, n_fg if k[0] == "f" else n_bg)
+            if sm.barea is not None and sm.edge is not None:
+                bg_area.append(sm.barea)
+                bg_edge.append(sm.edge)
+                if sm.holes is not None:
+                    hole_pairs.append(sm.holes + np.array([n_bg, n_fg], np.int64))
             strips[key] = s
-            if len(self.chunks) == 1:
-                self._cache = (chunk, fl, bl, np.zeros(0))
-            n_fg += nf
-            n_bg += nb
-            tick()
+            n_fg += sm.nf
+            n_bg += sm.nb
 
         fg_pairs, bg_pairs, cross_holes = self._border_pairs(strips)
         hole_pairs.extend(cross_holes)
@@ -1143,6 +1294,18 @@ class _Cleaner:
         self.keep_fg = np.concatenate([[False], keep[final[:n_fg]]])
         self.keep_bg = np.concatenate([[False], hole[n_fg:] & keep[final[n_fg:]]])
 
+    def decisions(self, chunk: _Chunk) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keep-or-drop of each of one chunk's local road and background labels
+        (index 0, no label, is dropped)."""
+        key = (chunk.i, chunk.j)
+        nf, nb = self.counts[key]
+        off, boff = self.fg_offset[key], self.bg_offset[key]
+        keep_fg = np.concatenate([[False], self.keep_fg[off + 1 : off + nf + 1]])
+        keep_bg = None
+        if self.fill_holes:
+            keep_bg = np.concatenate([[False], self.keep_bg[boff + 1 : boff + nb + 1]])
+        return keep_fg, keep_bg
+
     def apply(self, chunk: _Chunk) -> np.ndarray:
         """The cleaned mask of one chunk (bool)."""
         if self._cache is not None and self._cache[0] == chunk:
@@ -1150,14 +1313,7 @@ class _Cleaner:
             self._cache = None
         else:
             fl, _, bl, _, _, _ = self._label(chunk)
-        key = (chunk.i, chunk.j)
-        nf, nb = self.counts[key]
-        off, boff = self.fg_offset[key], self.bg_offset[key]
-        # Decisions for this chunk's local labels (label 0 is neither).
-        out = np.concatenate([[False], self.keep_fg[off + 1 : off + nf + 1]])[fl]
-        if bl is not None:
-            out |= np.concatenate([[False], self.keep_bg[boff + 1 : boff + nb + 1]])[bl]
-        return out
+        return _apply_decisions(fl, bl, *self.decisions(chunk))
 
 
 def _components(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -1219,6 +1375,65 @@ class _MaskStore:
             self._tmp = None
 
 
+class _MaskReader(Protocol):
+    """Where the thinning reads the cleaned mask: :class:`_MaskStore` or :class:`_ChunkFiles`."""
+
+    @property
+    def height(self) -> int: ...
+
+    @property
+    def width(self) -> int: ...
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class _ChunkFiles:
+    """The cleaned mask as one 1-bit file per chunk, in a folder every Dask worker sees.
+
+    Used instead of :class:`_MaskStore` on Dask: each cleaning task writes its own
+    chunk's file (whole, through a rename, so a retried or duplicated task never
+    leaves a torn file, and no two processes write to one file, which a network
+    file system might not keep apart); a thinning task reads the chunks its window
+    overlaps. Picklable: a folder name and the grid.
+    """
+
+    folder: str
+    height: int
+    width: int
+    size: int
+
+    def path(self, i: int, j: int) -> str:
+        return os.path.join(self.folder, f"clean_{i}_{j}.bits")
+
+    def write(self, chunk: _Chunk, block: np.ndarray) -> None:
+        packed = np.packbits(block, axis=1)
+        final = self.path(chunk.i, chunk.j)
+        tmp = f"{final}.{os.getpid()}.{time.monotonic_ns()}.tmp"
+        with open(tmp, "wb") as fh:
+            fh.write(packed.tobytes())
+        os.replace(tmp, final)
+
+    def read(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        size = self.size
+        out = np.zeros((r1 - r0, c1 - c0), bool)
+        for i in range(r0 // size, (r1 - 1) // size + 1):
+            cr0, cr1 = i * size, min(i * size + size, self.height)
+            a0, a1 = max(r0, cr0), min(r1, cr1)
+            for j in range(c0 // size, (c1 - 1) // size + 1):
+                cc0, cc1 = j * size, min(j * size + size, self.width)
+                rowbytes = (cc1 - cc0 + 7) // 8
+                with open(self.path(i, j), "rb") as fh:
+                    fh.seek((a0 - cr0) * rowbytes)
+                    data = fh.read((a1 - a0) * rowbytes)
+                if len(data) != (a1 - a0) * rowbytes:
+                    raise OSError(f"{self.path(i, j)} is shorter than a chunk of the mask")
+                bits = np.unpackbits(np.frombuffer(data, np.uint8).reshape(a1 - a0, rowbytes), 1)
+                b0, b1 = max(c0, cc0), min(c1, cc1)
+                out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = bits[:, b0 - cc0 : b1 - cc0]
+        return out
+
+
 # --------------------------------------------------------------------------------------
 # Skeleton in chunks with a halo
 # --------------------------------------------------------------------------------------
@@ -1239,7 +1454,7 @@ class _HaloTooSmall(Exception):
 
 
 def _skeleton_window(
-    store: _MaskStore,
+    store: _MaskReader,
     chunk: _Chunk,
     halo: int,
     scale: GroundScale,
@@ -1313,14 +1528,26 @@ def _skeleton_window(
     return rows.astype(np.int32), cols.astype(np.int32), half, steps
 
 
+def _thin_chunk(
+    chunk: _Chunk, store: _MaskReader, halo: int, scale: GroundScale, metric: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | int:
+    """One thinning window (a task): its result, or the halo it needs when the given
+    one is too small (returned, not raised, so that Dask does not retry it)."""
+    try:
+        return _skeleton_window(store, chunk, halo, scale, metric)
+    except _HaloTooSmall as exc:
+        return exc.needed
+
+
 def _skeletonize_chunks(
     source: RoadSource,
-    store: _MaskStore,
+    store: _MaskReader,
     chunks: list[_Chunk],
     halo: int,
     scale: GroundScale,
     tick: Callable[[], None],
     restart: Callable[[int], None],
+    mapper: Mapper | None = None,
 ) -> _Skeleton:
     """The skeleton of the whole cleaned mask, one chunk window at a time.
 
@@ -1334,18 +1561,31 @@ def _skeletonize_chunks(
     When a window needs more than its halo, the halo grows and the pass restarts.
     The nearest background pixel of a core pixel lies in the window when it is
     closer than the halo, so the widths are exact under the same test.
+
+    ``mapper`` runs the windows (:func:`_map_here`: one after the other, here;
+    :class:`_DaskMap`: as Dask tasks); the halo grows exactly as it does here.
     """
+    mapper = mapper or _map_here
     metric = scale.center
     while True:
-        try:
-            parts = []
-            for chunk in chunks:
-                parts.append(_skeleton_window(store, chunk, halo, scale, metric))
-                tick()
+        parts: list[Any] = [None] * len(chunks)
+        failed: dict[int, int] = {}
+        with contextlib.closing(mapper(_thin_chunk, chunks, store, halo, scale, metric)) as done:
+            for k, out in done:
+                if isinstance(out, int):
+                    failed[k] = out
+                else:
+                    parts[k] = out
+                    tick()
+                # The first window in chunk order that needs more decides the new
+                # halo (as in one process, where the pass stops there), once every
+                # window before it is known to have converged.
+                if failed and all(p is not None for p in parts[: min(failed)]):
+                    break
+        if not failed:
             break
-        except _HaloTooSmall as exc:
-            halo = max(2 * halo, exc.needed + 16)
-            restart(halo)
+        halo = max(2 * halo, failed[min(failed)] + 16)
+        restart(halo)
     rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
     cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
     half = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
@@ -1368,6 +1608,124 @@ def _skeletonize_chunks(
             )
             prob[sel] = block[rows[sel] - r0, cols[sel] - c0]
     return _Skeleton(rows, cols, half, prob, halo)
+
+
+# --------------------------------------------------------------------------------------
+# Chunk steps as tasks: here, or on Dask
+# --------------------------------------------------------------------------------------
+
+#: Runs ``fn(item, *shared)`` for every item and yields ``(index, result)`` pairs as
+#: they complete (in any order). Closing the iterator early cancels what is left.
+Mapper = Callable[..., Generator[tuple[int, Any], None, None]]
+
+
+def _map_here(
+    fn: Callable[..., Any], items: list[Any], *shared: Any
+) -> Generator[tuple[int, Any], None, None]:
+    """The in-process :data:`Mapper`: one item after the other, in order."""
+    for k, item in enumerate(items):
+        yield k, fn(item, *shared)
+
+
+@dataclass(frozen=True)
+class _TaskError:
+    """A :class:`RoadsegError` raised in a task, returned so that Dask does not retry
+    it (a bad raster fails the same way again) and re-raised on the client."""
+
+    error: RoadsegError
+
+
+def _run_task(fn: Callable[..., Any], item: Any, shared: tuple[Any, ...]) -> Any:
+    try:
+        return fn(item, *shared)
+    except RoadsegError as exc:
+        return _TaskError(exc)
+
+
+class _DaskMap:
+    """The Dask :data:`Mapper`: one task per item on ``client``'s cluster.
+
+    The shared arguments go to every worker once (scattered), not with each task.
+    Tasks that raise an unexpected exception are retried ``retries`` times (a worker
+    that dies is rescheduled by Dask itself); then the run stops with a one-line
+    :class:`RoadsegError`.
+    """
+
+    def __init__(self, client: Any, retries: int) -> None:
+        self.client = client
+        self.retries = retries
+        self.token = f"{os.getpid():x}-{time.time_ns():x}"
+        self.calls = 0
+
+    def __call__(
+        self, fn: Callable[..., Any], items: list[Any], *shared: Any
+    ) -> Generator[tuple[int, Any], None, None]:
+        from roadseg.distributed import import_distributed
+
+        distributed = import_distributed()
+        stage = fn.__name__.strip("_").replace("_", "-")
+        # A key per call: a thinning pass run again with a wider halo must not meet
+        # the tasks of the pass it replaces, which are being cancelled.
+        self.calls += 1
+        token = f"{self.token}-{self.calls}"
+        [packed] = self.client.scatter([shared], broadcast=True, hash=False)
+        futures = {
+            self.client.submit(
+                _run_task,
+                fn,
+                item,
+                packed,
+                key=f"roadseg-vectorize-{stage}-{k}-{token}",
+                retries=self.retries,
+                pure=False,
+            ): k
+            for k, item in enumerate(items)
+        }
+        try:
+            for future in distributed.as_completed(futures):
+                k = futures[future]
+                try:
+                    out = future.result()
+                except Exception as exc:  # retries used up, or the worker died too often
+                    raise RoadsegError(
+                        f"{stage} of chunk {k + 1} of {len(items)} failed on Dask "
+                        f"({_task_failure(exc)})"
+                    ) from None
+                if isinstance(out, _TaskError):
+                    raise out.error
+                yield k, out
+        finally:
+            self.client.cancel([*futures, packed])
+
+
+def _task_failure(exc: BaseException) -> str:
+    if type(exc).__name__ == "KilledWorker":
+        return "the worker running it died several times (out of memory?)"
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _analyse_chunk(chunk: _Chunk, spec: _SourceSpec, params: _CleanParams) -> _ChunkSummary:
+    """Pass 1 of the cleaning for one chunk, on a worker that opens the raster itself."""
+    with spec.open() as source:
+        labelled = _label_chunk(source, chunk, params.th, params.fill_holes)
+    return _summarise_chunk(*labelled, chunk, params)
+
+
+def _clean_chunk(
+    item: tuple[_Chunk, np.ndarray, np.ndarray | None],
+    spec: _SourceSpec,
+    params: _CleanParams,
+    store: _ChunkFiles,
+) -> int:
+    """Pass 2 of the cleaning for one chunk: label it again, keep what was decided,
+    write the chunk's file. Returns the road pixels kept."""
+    chunk, keep_fg, keep_bg = item
+    with spec.open() as source:
+        fl, _, bl, _, _, _ = _label_chunk(source, chunk, params.th, params.fill_holes)
+    block = _apply_decisions(fl, bl, keep_fg, keep_bg)
+    store.write(chunk, block)
+    return int(np.count_nonzero(block))
 
 
 # --------------------------------------------------------------------------------------
@@ -2526,23 +2884,53 @@ def extract_network(
     *,
     temp_dir: str | os.PathLike[str] | None = None,
     stats: dict[str, Any] | None = None,
+    client: Any = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> RoadNetwork:
     """Run the vector flow on a road source and return the network in memory.
 
+    With a Dask ``client``, the chunk steps run as tasks on its cluster: reading,
+    thresholding and labelling each chunk for the cleaning (pass 1, which returns
+    per-label statistics and the labels along the chunk's borders), applying the
+    decisions (pass 2, which writes the chunk's cleaned mask to its own 1-bit file
+    in a hidden folder ``.roadseg-*`` in ``temp_dir``, removed at the end, also on
+    error) and thinning each window (which reads the chunk files it overlaps and
+    returns the skeleton pixels and half-widths of its core). The client numbers
+    and joins the labels, decides, grows the halo and builds and cleans the graph
+    with the same code as the in-process run, so the network is the same, bit for
+    bit. Workers open the raster by its absolute path, so they must see it, and
+    ``temp_dir``, under the same paths (a shared file system).
+
+    Why the cleaned mask goes through files rather than being recomputed by the
+    thinning tasks: a window (chunk plus halo) overlaps up to nine chunks, whose
+    labels and decisions it would have to compute again; a 1-bit file per chunk
+    costs an eighth of a byte per pixel of disk and is read once per window.
+
     Args:
-        source: an :class:`ArraySource` or :class:`RasterSource`.
+        source: an :class:`ArraySource` or :class:`RasterSource` (on Dask: a
+            :class:`RasterSource` of a file the workers can open).
         options: see :class:`VectorizeOptions` (``overwrite`` is not used here).
-        temp_dir: folder for the 1-bit temporary mask of chunked runs.
+        temp_dir: folder for the 1-bit temporary mask of chunked runs (on Dask it
+            must be shared with the workers; default: the system's temporary
+            folder, which only a LocalCluster's workers share).
         stats: if given, filled with timings and counts (for benchmarks).
+        client: a ``distributed.Client`` to run the chunk steps on; None: here.
+        retries: retries of a Dask task that raised an unexpected exception.
 
     Returns:
         The :class:`RoadNetwork` (possibly empty).
 
     Raises:
-        RoadsegError: invalid options.
+        RoadsegError: invalid options; a Dask task that failed after its retries;
+            a ``client`` with a source that is not a raster file.
         UnsupportedRasterError: values that are neither a mask nor probabilities.
     """
     options.validate()
+    if client is not None and not isinstance(source, RasterSource):
+        raise RoadsegError(
+            "running on Dask needs a raster file the workers can open (a RasterSource); "
+            f"got {type(source).__name__}"
+        )
     t0 = time.perf_counter()
     th = _resolve_thresholds(source, options)
     height, width = source.height, source.width
@@ -2563,25 +2951,47 @@ def extract_network(
     bar = _progress(options.progress, 3 * len(chunks))
     try:
         bar.set_description("cleaning")
-        cleaner.analyse(lambda: bar.update(1))
-        store = _MaskStore(height, width, single, Path(temp_dir) if temp_dir else None)
-        try:
-            for chunk in chunks:
-                store.write(chunk.r0, chunk.c0, cleaner.apply(chunk))
-                bar.update(1)
-            t1 = time.perf_counter()
-            bar.set_description("thinning")
 
-            def restart(halo: int) -> None:
-                log.info("a window needs a wider halo; thinning again with %d px", halo)
-                bar.total += len(chunks)
-                bar.refresh()
+        def restart(halo: int) -> None:
+            log.info("a window needs a wider halo; thinning again with %d px", halo)
+            bar.total += len(chunks)
+            bar.refresh()
 
-            skel = _skeletonize_chunks(
-                source, store, chunks, options.halo, scale, lambda: bar.update(1), restart
+        if client is None:
+            cleaner.analyse(lambda: bar.update(1))
+            store = _MaskStore(height, width, single, Path(temp_dir) if temp_dir else None)
+            try:
+                for chunk in chunks:
+                    store.write(chunk.r0, chunk.c0, cleaner.apply(chunk))
+                    bar.update(1)
+                t1 = time.perf_counter()
+                bar.set_description("thinning")
+                skel = _skeletonize_chunks(
+                    source, store, chunks, options.halo, scale, lambda: bar.update(1), restart
+                )
+            finally:
+                store.close()
+        else:
+            assert isinstance(source, RasterSource)  # checked above
+            mapper = _DaskMap(client, retries)
+            spec = source.spec()
+            cleaner.analyse(
+                lambda: bar.update(1), mapper(_analyse_chunk, chunks, spec, cleaner.params)
             )
-        finally:
-            store.close()
+            folder = tempfile.mkdtemp(prefix=".roadseg-", dir=temp_dir)
+            try:
+                files = _ChunkFiles(os.path.abspath(folder), height, width, options.chunk_size)
+                items = [(chunk, *cleaner.decisions(chunk)) for chunk in chunks]
+                for _ in mapper(_clean_chunk, items, spec, cleaner.params, files):
+                    bar.update(1)
+                t1 = time.perf_counter()
+                bar.set_description("thinning")
+                skel = _skeletonize_chunks(
+                    source, files, chunks, options.halo, scale, lambda: bar.update(1), restart,
+                    mapper,
+                )  # fmt: skip
+            finally:
+                shutil.rmtree(folder, ignore_errors=True)
         t2 = time.perf_counter()
         bar.set_description("graph")
         graph = skeleton_graph(
@@ -2657,6 +3067,10 @@ def vectorize_raster(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     options: VectorizeOptions = VectorizeOptions(),
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    retries: int = DEFAULT_RETRIES,
 ) -> VectorizeResult:
     """Vectorize a road mask or probability GeoTIFF into a GeoPackage or GeoJSON file.
 
@@ -2665,11 +3079,23 @@ def vectorize_raster(
     ``.geojson`` / ``.json`` (WGS84 longitude/latitude, RFC 7946). The file appears
     whole or not at all.
 
+    With ``workers`` or ``scheduler`` the chunk steps (reading, thresholding and
+    labelling for the cleaning, thinning) run as Dask tasks and the result is the
+    same as in-process, bit for bit (see :func:`extract_network`). Workers need
+    roadseg installed and must see the input and the output's folder under the
+    same paths; the cleaned mask passes through a hidden ``.roadseg-*`` folder
+    beside the output, removed at the end.
+
     Args:
         input_path: single-band road mask (non-zero = road) or road probabilities
             (uint8 as ``roadseg predict`` writes them, or float 0..1).
         output_path: the vector file to write.
         options: see :class:`VectorizeOptions`.
+        workers: run the chunk steps on a Dask LocalCluster of this many worker
+            processes on this machine, each limited to ``cores // workers`` threads.
+        scheduler: run them on the running Dask cluster at this address
+            (``tcp://host:8786``).
+        retries: retries of a Dask task that raised an unexpected exception.
 
     Returns:
         A :class:`VectorizeResult`.
@@ -2680,7 +3106,9 @@ def vectorize_raster(
         OutputError: the output exists (without ``overwrite``), its folder is
             missing, or it is the input.
         VectorError: GeoJSON asked for a raster with no CRS, or an unknown extension.
-        RoadsegError: invalid options.
+        MissingDependencyError: ``workers`` or ``scheduler`` without Dask installed.
+        RoadsegError: invalid options; both ``workers`` and ``scheduler``; an
+            unreachable scheduler; a Dask task that failed after its retries.
     """
     from roadseg import __version__
     from roadseg.raster_io import check_output, gdal_env, open_raster
@@ -2690,6 +3118,16 @@ def vectorize_raster(
     input_path = Path(input_path)
     output_path = Path(output_path)
     options.validate()
+    where = "in-process"
+    if workers is not None or scheduler is not None:
+        from roadseg.distributed import import_distributed
+
+        if workers is not None and scheduler is not None:
+            raise RoadsegError("give either a number of workers or a scheduler address, not both")
+        if workers is not None and workers < 1:
+            raise RoadsegError(f"the number of workers must be at least 1, got {workers}")
+        import_distributed()  # fail before any file is looked at
+        where = f"Dask scheduler {scheduler}" if scheduler else f"{workers} local worker processes"
     fmt = output_format(output_path)
     check_output(output_path, overwrite=options.overwrite, inputs=(input_path,), what="output")
     notes: list[str] = []
@@ -2712,9 +3150,21 @@ def vectorize_raster(
             log.warning(notes[-1])
         th = _resolve_thresholds(source, options)
         stats: dict[str, Any] = {}
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
             warnings.simplefilter("ignore")
-            network = extract_network(source, options, temp_dir=output_path.parent, stats=stats)
+            client = None
+            if where != "in-process":
+                from roadseg.distributed import dask_client
+
+                client = stack.enter_context(dask_client(workers=workers, scheduler=scheduler))
+            network = extract_network(
+                source,
+                options,
+                temp_dir=output_path.parent,
+                stats=stats,
+                client=client,
+                retries=retries,
+            )
         tags = {
             "ROADSEG_VERSION": __version__,
             "ROADSEG_INPUT": input_path.name,
@@ -2753,6 +3203,7 @@ def vectorize_raster(
         seconds=time.perf_counter() - started,
         warnings=tuple(notes),
         tags=tags,
+        where=where,
     )
 
 

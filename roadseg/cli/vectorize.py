@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from roadseg.cli.batch import scheduler_opt, workers_opt
 from roadseg.cli.options import overwrite_opt, probability, quiet_opt, show_progress
 
 # The defaults live in roadseg.vectorize.VectorizeOptions; the options below default
@@ -110,6 +111,8 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: float | Non
     "least 64); memory grows with its square, the result does not change. "
     "[default: 2048]",
 )
+@workers_opt
+@scheduler_opt
 @overwrite_opt
 @quiet_opt
 def vectorize(
@@ -124,6 +127,8 @@ def vectorize(
     gap: float | None,
     simplify: float | None,
     chunk_size: int | None,
+    workers: int | None,
+    scheduler: str | None,
     overwrite: bool,
     quiet: bool,
 ) -> None:
@@ -138,7 +143,9 @@ def vectorize(
     metres on the ground, also for rasters in degrees.
 
     Large rasters are processed in chunks with bounded memory; the result is the
-    same as in one piece. The defaults suit 0.3-1 m imagery.
+    same as in one piece. The defaults suit 0.3-1 m imagery. With --workers N
+    (local processes) or --scheduler ADDRESS (a running Dask cluster) the chunks
+    are cleaned and thinned as Dask tasks; the result is the same, bit for bit.
 
     \b
     Examples:
@@ -146,6 +153,7 @@ def vectorize(
       roadseg vectorize mask.tif -o roads.geojson        # WGS84 for the web
       roadseg vectorize ortho_roads.tif -t 0.6 --low 0.3 # hysteresis
       roadseg vectorize mask.tif --gap 20 --spur 10 --simplify 1 -o roads.gpkg
+      roadseg vectorize big_mask.tif --workers 4         # 4 local processes
     """
     from roadseg.vectorize import VectorizeOptions, default_output_path, vectorize_raster
 
@@ -158,6 +166,8 @@ def vectorize(
         raise click.BadParameter(
             f"{chunk_size} is not a multiple of 8 of at least 64", param_hint="--chunk-size"
         )
+    if workers is not None and scheduler is not None:
+        raise click.BadParameter("give --workers or --scheduler, not both", param_hint="--workers")
     given = {
         "threshold": threshold,
         "low": low,
@@ -176,11 +186,12 @@ def vectorize(
     )
     src = Path(input_path)
     out = Path(output) if output else default_output_path(src)
-    result = vectorize_raster(src, out, options)
+    result = vectorize_raster(src, out, options, workers=workers, scheduler=scheduler)
     if not quiet:
         what = f"probabilities >= {result.threshold:g}" if result.kind == "probability" else "mask"
+        where = "" if result.where == "in-process" else f", {result.where}"
         click.echo(
             f"Wrote {result.output}: {result.lines} lines, {result.length_m / 1000:.2f} km, "
-            f"{result.junctions} junctions (from {what}, {result.seconds:.1f} s)",
+            f"{result.junctions} junctions (from {what}, {result.seconds:.1f} s{where})",
             err=True,
         )
