@@ -39,7 +39,7 @@ scheduler_opt = click.option(
     metavar="ADDRESS",
     default=None,
     help="Run on a running Dask cluster, e.g. tcp://10.0.0.5:8786. Workers must see "
-    "the model, inputs and outputs under the same paths. Needs roadseg[dask].",
+    "the input and output files (and the model) under the same paths. Needs roadseg[dask].",
 )
 
 
