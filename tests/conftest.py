@@ -1,9 +1,11 @@
-"""Shared fixtures: one factory for GeoTIFFs with a real CRS and transform."""
+"""Shared fixtures: one factory for GeoTIFFs with a real CRS and transform,
+and one Dask LocalCluster for the tests that run on Dask."""
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,3 +85,34 @@ def rgb_array() -> Callable[[int, int], np.ndarray]:
         return rng.integers(0, 256, size=(3, height, width), dtype=np.uint8)
 
     return factory
+
+
+@pytest.fixture(scope="session")
+def _local_cluster() -> Iterator[Any]:
+    """One LocalCluster of 2 worker processes with one thread each, for the session."""
+    distributed = pytest.importorskip("distributed")
+    from roadseg.distributed import thread_env
+
+    with distributed.LocalCluster(
+        n_workers=2,
+        processes=True,
+        threads_per_worker=1,
+        env=thread_env(1),
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="module")
+def scheduler(request: pytest.FixtureRequest, _local_cluster: Any) -> Iterator[str]:
+    """Address of the shared LocalCluster (skips without dask[distributed]).
+
+    Task functions defined in the test module travel to the workers by value,
+    so the workers need not import it.
+    """
+    import cloudpickle
+
+    cloudpickle.register_pickle_by_value(request.module)
+    yield _local_cluster.scheduler_address
+    cloudpickle.unregister_pickle_by_value(request.module)

@@ -8,11 +8,9 @@ byte for byte with in-process outputs of the same jobs.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -84,26 +82,6 @@ def reference(scenes: Path, tiny_model: Path, tmp_path_factory) -> dict[str, byt
     found = files(out)
     assert len(found) == 6
     return found
-
-
-@pytest.fixture(scope="module")
-def scheduler() -> str:
-    """Address of a LocalCluster of 2 worker processes with one thread each."""
-    distributed = pytest.importorskip("distributed")
-    import cloudpickle
-
-    # Tasks defined in this file travel by value: workers need not import it.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with distributed.LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        env=thread_env(1),
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster:
-        yield cluster.scheduler_address
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 # --------------------------------------------------------------------------- in-process
@@ -360,11 +338,17 @@ def test_a_worker_killed_inside_a_region_loses_and_duplicates_nothing(
     assert (marks / "killed").exists()
     assert [r.status for r in result.results] == ["predicted"]
     assert files(out) == tall_reference
-    tiles = dict(line.split() for line in (marks / "regions.log").read_text().splitlines())
-    # Region 1 was started again on another worker from its unfinished block:
-    # fewer tiles than a whole region of the same height.
-    assert sorted(tiles) == ["0", "1", "2"]
-    assert 0 < int(tiles["1"]) < 0.75 * int(tiles["0"])
+    attempts: dict[str, list[int]] = {}
+    for line in (marks / "regions.log").read_text().splitlines():
+        region, tiles = line.split()
+        attempts.setdefault(region, []).append(int(tiles))
+    # A region whose result was held by the killed worker may run again: it
+    # then finds its blocks done and computes nothing. Each region computed
+    # its tiles once, and region 1, started again on another worker from its
+    # unfinished block, fewer than a whole region of the same height.
+    assert sorted(attempts) == ["0", "1", "2"]
+    assert all(sum(t > 0 for t in runs) == 1 for runs in attempts.values())
+    assert 0 < max(attempts["1"]) < 0.75 * max(attempts["0"])
 
 
 def _fail_region_2(job: Job, ref, region, *args):

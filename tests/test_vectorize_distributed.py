@@ -9,7 +9,6 @@ the time it was written).
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import sys
 from pathlib import Path
@@ -22,31 +21,11 @@ from scipy import ndimage as ndi
 
 from roadseg import synthetic
 from roadseg.cli import cli
-from roadseg.distributed import INSTALL_HINT, MissingDependencyError, thread_env
+from roadseg.distributed import INSTALL_HINT, MissingDependencyError
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.vectorize import VectorizeOptions, _DaskMap, vectorize_raster
 
 SPEC = synthetic.SceneSpec(seed=3)
-
-
-@pytest.fixture(scope="module")
-def scheduler() -> str:
-    """Address of a LocalCluster of 2 worker processes with one thread each."""
-    distributed = pytest.importorskip("distributed")
-    import cloudpickle
-
-    # Tasks defined in this file travel by value: workers need not import it.
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    with distributed.LocalCluster(
-        n_workers=2,
-        processes=True,
-        threads_per_worker=1,
-        env=thread_env(1),
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    ) as cluster:
-        yield cluster.scheduler_address
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def write(path: Path, data: np.ndarray, **tags: str) -> Path:
