@@ -2279,16 +2279,6 @@ class _ChunkGraph:
         return int(self.node_keys.size + self.rows.size)
 
 
-def _shift(a: np.ndarray, dr: int, dc: int) -> np.ndarray:
-    """``out[y, x] = a[y + dr, x + dc]`` (False beyond ``a``)."""
-    out = np.zeros_like(a)
-    h, w = a.shape
-    out[max(0, -dr) : h - max(0, dr), max(0, -dc) : w - max(0, dc)] = a[
-        max(0, dr) : h - max(0, -dr), max(0, dc) : w - max(0, -dc)
-    ]
-    return out
-
-
 def _chunk_graph(
     ext: np.ndarray,
     er0: int,
@@ -2305,54 +2295,45 @@ def _chunk_graph(
     pixels and of the pixels next to it depend on. ``half_width`` and ``prob``
     belong to the core's skeleton pixels in (row, col) order.
     """
-    ext = ext.astype(bool)
-    present = [_shift(ext, dr, dc) for dr, dc in _OFFS]
-    keep = list(present)
-    for k, (dr, dc) in enumerate(_OFFS):
-        if dr and dc:
-            keep[k] = present[k] & ~(present[_OFFS.index((dr, 0))] | present[_OFFS.index((0, dc))])
-    deg = np.zeros(ext.shape, np.uint8)
-    for kk in keep:
-        deg += kk
+    h, w = ext.shape
+    yy, xx = np.nonzero(ext)
+    n = yy.size
+    full, keep = _Neighbours(yy.astype(np.int64) * w + xx, yy, xx, h, w).table(np.arange(n))
     # Exact on the core and the pixel ring around it (their neighbours are in ext).
-    node = ext & (deg != 2)
-    path = ext & (deg == 2)
-    del deg
-    core = np.zeros(ext.shape, bool)
-    core[chunk.r0 - er0 : chunk.r1 - er0, chunk.c0 - ec0 : chunk.c1 - ec0] = True
-    lid = np.full(ext.shape, -1, np.int64)  # index of a core skeleton pixel
-    cr, cc = np.nonzero(ext & core)
-    lid[cr, cc] = np.arange(cr.size)
+    is_node = keep.sum(axis=1) != 2
+    in_core = (
+        (yy >= chunk.r0 - er0)
+        & (yy < chunk.r1 - er0)
+        & (xx >= chunk.c0 - ec0)
+        & (xx < chunk.c1 - ec0)
+    )
+    gkey = (yy + er0).astype(np.int64) * width + (xx + ec0)
+    rank = np.cumsum(in_core) - 1  # index among the core's pixels, for its arrays
+    node_x = np.append(is_node, False)
+    core_x = np.append(in_core, False)
 
     # Nodes: local clusters (8-connected) and the touching pairs across the border.
-    node_core = node & core
-    lab, n_labels = ndi.label(node_core, structure=_EIGHT)
-    nr, nc = np.nonzero(node_core)
-    node_keys = (nr + er0).astype(np.int64) * width + (nc + ec0)
-    at = lid[nr, nc]
-    node_out = node & ~core
-    cross = []
-    for dr, dc in _OFFS:
-        y, x = np.nonzero(node_core & _shift(node_out, dr, dc))
-        a = (y + er0).astype(np.int64) * width + (x + ec0)
-        cross.append(np.stack([a, a + dr * width + dc], axis=1))
+    nid = np.flatnonzero(in_core & is_node)
+    nb = full[nid]
+    touch = (nb >= 0) & node_x[nb]
+    inside = touch & core_x[nb]
+    r, k = np.nonzero(inside)
+    labels = _components(n, np.stack([nid[r], nb[r, k]], axis=1))
+    _, node_label = np.unique(labels[nid], return_inverse=True)
+    r, k = np.nonzero(touch & ~core_x[nb])
+    cross = np.stack([gkey[nid[r]], gkey[nb[r, k]]], axis=1)
 
     # Chain pieces: two-neighbour pixels of the core linked inside the core.
-    path_core = path & core
-    pr_, pc_ = np.nonzero(path_core)
-    n_path = pr_.size
-    pid = np.full(ext.shape, -1, np.int64)
-    pid[pr_, pc_] = np.arange(n_path)
-    src, dst = [], []
-    exits = np.zeros((n_path, 8), bool)
-    beyond = node | (path & ~core)
-    for k, (dr, dc) in enumerate(_OFFS):
-        y, x = np.nonzero(path_core & keep[k] & _shift(path_core, dr, dc))
-        src.append(pid[y, x])
-        dst.append(pid[y + dr, x + dc])
-        exits[:, k] = (keep[k] & _shift(beyond, dr, dc))[pr_, pc_]
-    src_a, dst_a = np.concatenate(src), np.concatenate(dst)
-    seq, first_at, last_at = _walk_pieces(n_path, src_a, dst_a)
+    pids = np.flatnonzero(in_core & ~is_node)
+    n_path = pids.size
+    pid = np.full(n + 1, -1, np.int64)
+    pid[pids] = np.arange(n_path)
+    nb = full[pids]
+    kp = keep[pids]
+    link = kp & core_x[nb] & ~node_x[nb]
+    r, k = np.nonzero(link)
+    seq, first_at, last_at = _walk_pieces(n_path, r, pid[nb[r, k]])
+    exits = kp & ~link  # to a node pixel, or beyond the core
     head, tail = seq[first_at], seq[last_at]
     piece_len = (last_at - first_at + 1).astype(np.int32)
     # First and second exit of each pixel, in _OFFS order (-1: none).
@@ -2363,30 +2344,27 @@ def _chunk_graph(
     single = piece_len == 1
     exit_dir = np.stack([k1[head], np.where(single, k2[head], k1[tail])], axis=1).astype(np.int8)
     end_pix = np.stack([head, tail], axis=1)
-    off = np.array(_OFFS)
-    d = np.maximum(exit_dir, 0)
-    er = pr_[end_pix] + off[d, 0]
-    ec = pc_[end_pix] + off[d, 1]
-    exit_key = np.where(exit_dir >= 0, (er + er0).astype(np.int64) * width + (ec + ec0), -1)
-    exit_node = (exit_dir >= 0) & node[
-        np.clip(er, 0, ext.shape[0] - 1), np.clip(ec, 0, ext.shape[1] - 1)
-    ]
-    core_of_seq = lid[pr_[seq], pc_[seq]]
+    target = nb[end_pix, np.maximum(exit_dir, 0)]
+    target = np.where(exit_dir >= 0, target, n)
+    exit_key = np.where(exit_dir >= 0, gkey[np.minimum(target, max(n - 1, 0))], -1)
+    walk = pids[seq]
+    core_of_seq = rank[walk]
+    at = rank[nid]
     return _ChunkGraph(
-        node_keys=node_keys,
+        node_keys=gkey[nid],
         node_hw=half_width[at],
         node_prob=None if prob is None else prob[at],
-        node_label=(lab[nr, nc] - 1).astype(np.int32),
-        n_labels=int(n_labels),
-        cross=np.concatenate(cross).astype(np.int64),
+        node_label=node_label.astype(np.int32).reshape(-1),
+        n_labels=int(node_label.max()) + 1 if nid.size else 0,
+        cross=cross.astype(np.int64).reshape(-1, 2),
         piece_len=piece_len,
-        rows=(pr_[seq] + er0).astype(np.int32),
-        cols=(pc_[seq] + ec0).astype(np.int32),
+        rows=(yy[walk] + er0).astype(np.int32),
+        cols=(xx[walk] + ec0).astype(np.int32),
         hw=half_width[core_of_seq],
         prob=None if prob is None else prob[core_of_seq],
-        exit_key=exit_key,
-        exit_dir=exit_dir,
-        exit_node=exit_node,
+        exit_key=exit_key.reshape(-1, 2),
+        exit_dir=exit_dir.reshape(-1, 2),
+        exit_node=node_x[target].reshape(-1, 2),
     )
 
 
