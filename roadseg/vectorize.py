@@ -27,7 +27,12 @@ The vector flow of roadseg, in the order it runs:
    with vectorised numpy/scipy (neighbour tables by binary search, connected
    components and a breadth-first ordering in :mod:`scipy.sparse.csgraph`).
    Every skeleton pixel ends in exactly one edge or node: isolated rings become
-   closed edges, loops and parallel edges are kept.
+   closed edges, loops and parallel edges are kept. Each thinning window also
+   builds its core's part of the graph (node pixels, and pieces of chains in
+   walking order with where they leave the core; the skeleton two pixels beyond
+   the core is exact too) and the parts are stitched across chunk borders into
+   the graph :func:`skeleton_graph` gives for the whole skeleton, node and edge
+   numbers included (see :func:`_merge_chunk_graphs`).
 5. **Clean the graph** (in metres): spurs reaching less than ``spur_m`` beyond the
    road's edge are pruned, junctions closer than ``merge_m`` (or inside each
    other's road body) are merged, gaps up to ``gap_m`` between end points whose
@@ -39,16 +44,17 @@ The vector flow of roadseg, in the order it runs:
    (pixel centres at +0.5), are simplified with Douglas-Peucker in metres, and are
    noded at junctions (every line runs from a junction or end point to another).
 
-Memory is bounded by a chunk plus its halo; only the sparse skeleton and the graph
-of the whole raster are held at once. The chunked result equals the unchunked one
+Memory is bounded by a chunk plus its halo; of the whole raster only the chunks'
+graph structures and the graph are held at once. The chunked result equals the unchunked one
 (the tests check it bit for bit).
 
 On Dask (``vectorize_raster(..., workers=N)`` or ``scheduler=ADDRESS``) the chunk
 steps of stages 1-3 are tasks: a cleaning summary per chunk (labels' statistics and
 border labels), the cleaned mask per chunk (a 1-bit file in a hidden folder beside
-the output) and a thinning window per chunk (skeleton pixels and half-widths). The
-client numbers and joins the labels, decides, grows the halo and runs stages 4-6
-with the same functions as in-process, so the result is the same bit for bit (see
+the output) and a thinning window per chunk, which returns its core's graph
+structure (:class:`_ChunkGraph`). The client numbers and joins the labels,
+decides, grows the halo, stitches the chunk graphs and runs stages 5-6 with the
+same functions as in-process, so the result is the same bit for bit (see
 :func:`extract_network`).
 
 Metres everywhere, in any CRS: see :class:`GroundScale`.
@@ -3345,10 +3351,22 @@ def extract_network(
     decisions (pass 2, which writes the chunk's cleaned mask to its own 1-bit file
     in a hidden folder ``.roadseg-*`` in ``temp_dir``, removed at the end, also on
     error) and thinning each window (which reads the chunk files it overlaps and
-    returns the skeleton pixels and half-widths of its core). The client numbers
-    and joins the labels, decides, grows the halo and builds and cleans the graph
-    with the same code as the in-process run, so the network is the same, bit for
-    bit. Workers open the raster by its absolute path, so they must see it, and
+    returns its core's graph structure: node pixels, chain pieces in walking order
+    with their half-widths and probabilities, and where they leave the core). The
+    client numbers and joins the labels, decides, grows the halo, stitches the
+    chunks' graphs and cleans the graph with the same code as the in-process run,
+    so the network is the same, bit for bit.
+
+    What the client holds (in-process and on Dask alike): never the sorted
+    skeleton with its neighbour tables and link matrices, only the chunks' graph
+    structures (the node pixels, about 24 bytes each, the chain pixels in walking
+    order, 20 bytes each, and 24 bytes per chain piece; while stitching, a copy or
+    two of the chain pixels in the order of the graph's edges) and the graph; the
+    :class:`PixelGraph` keeps every chain pixel in its edges' paths (32 bytes
+    each), which the graph cleaning needs. So the client's memory grows with the
+    network's pixel length, not with the raster's area.
+
+    Workers open the raster by its absolute path, so they must see it, and
     ``temp_dir``, under the same paths (a shared file system).
 
     Why the cleaned mask goes through files rather than being recomputed by the
@@ -3447,6 +3465,7 @@ def extract_network(
         bar.set_description("graph")
         with_prob = source.kind == "probability" and skel.pixels > 0
         graph = _merge_chunk_graphs(skel.parts, (height, width), scale, with_prob)
+        t3 = time.perf_counter()
         clean_graph(graph, options, source)
         network = _finish(graph, options, source.transform, source.crs)
     finally:
@@ -3456,6 +3475,7 @@ def extract_network(
             clean_s=t1 - t0,
             skeleton_s=t2 - t1,
             graph_s=time.perf_counter() - t2,
+            stitch_s=t3 - t2,
             skeleton_pixels=skel.pixels,
             halo=skel.halo,
             chunks=len(chunks),
