@@ -27,7 +27,12 @@ The vector flow of roadseg, in the order it runs:
    with vectorised numpy/scipy (neighbour tables by binary search, connected
    components and a breadth-first ordering in :mod:`scipy.sparse.csgraph`).
    Every skeleton pixel ends in exactly one edge or node: isolated rings become
-   closed edges, loops and parallel edges are kept.
+   closed edges, loops and parallel edges are kept. Each thinning window also
+   builds its core's part of the graph (node pixels, and pieces of chains in
+   walking order with where they leave the core; the skeleton two pixels beyond
+   the core is exact too) and the parts are stitched across chunk borders into
+   the graph :func:`skeleton_graph` gives for the whole skeleton, node and edge
+   numbers included (see :func:`_merge_chunk_graphs`).
 5. **Clean the graph** (in metres): spurs reaching less than ``spur_m`` beyond the
    road's edge are pruned, junctions closer than ``merge_m`` (or inside each
    other's road body) are merged, gaps up to ``gap_m`` between end points whose
@@ -39,16 +44,17 @@ The vector flow of roadseg, in the order it runs:
    (pixel centres at +0.5), are simplified with Douglas-Peucker in metres, and are
    noded at junctions (every line runs from a junction or end point to another).
 
-Memory is bounded by a chunk plus its halo; only the sparse skeleton and the graph
-of the whole raster are held at once. The chunked result equals the unchunked one
+Memory is bounded by a chunk plus its halo; of the whole raster only the chunks'
+graph structures and the graph are held at once. The chunked result equals the unchunked one
 (the tests check it bit for bit).
 
 On Dask (``vectorize_raster(..., workers=N)`` or ``scheduler=ADDRESS``) the chunk
 steps of stages 1-3 are tasks: a cleaning summary per chunk (labels' statistics and
 border labels), the cleaned mask per chunk (a 1-bit file in a hidden folder beside
-the output) and a thinning window per chunk (skeleton pixels and half-widths). The
-client numbers and joins the labels, decides, grows the halo and runs stages 4-6
-with the same functions as in-process, so the result is the same bit for bit (see
+the output) and a thinning window per chunk, which returns its core's graph
+structure (:class:`_ChunkGraph`). The client numbers and joins the labels,
+decides, grows the halo, stitches the chunk graphs and runs stages 5-6 with the
+same functions as in-process, so the result is the same bit for bit (see
 :func:`extract_network`).
 
 Metres everywhere, in any CRS: see :class:`GroundScale`.
@@ -1441,11 +1447,14 @@ class _ChunkFiles:
 
 @dataclass
 class _Skeleton:
-    rows: np.ndarray  # int64, sorted by (row, col)
-    cols: np.ndarray
-    half_width: np.ndarray  # metres, float64
-    prob: np.ndarray | None  # float32
+    """The skeleton of the whole raster as the graph structures of its chunks."""
+
+    parts: list[_ChunkGraph]
     halo: int
+
+    @property
+    def pixels(self) -> int:
+        return sum(p.pixels for p in self.parts)
 
 
 class _HaloTooSmall(Exception):
@@ -1459,8 +1468,11 @@ def _skeleton_window(
     halo: int,
     scale: GroundScale,
     metric: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Skeleton pixels of one chunk's core, their half-widths, and the steps needed.
+    probs: RoadSource | None = None,
+) -> tuple[_ChunkGraph, int]:
+    """The graph structure of one chunk's core (:func:`_chunk_graph`: its skeleton
+    pixels with their half-widths and, from ``probs``, probabilities) and the
+    thinning steps the window needed.
 
     The window is the core plus ``halo`` pixels (clipped to the raster) and a
     one-pixel frame: beyond the raster's edge the frame repeats the edge pixels
@@ -1525,22 +1537,45 @@ def _skeleton_window(
         # estimate unbiased over even and odd widths.
         pixel = math.sqrt(abs(np.linalg.det(metric)))
         half = np.maximum(dist - 0.25 * pixel, 0.0) * scale.area_ratio(rows, cols)
-    return rows.astype(np.int32), cols.astype(np.int32), half, steps
+    prob = None
+    if probs is not None:
+        prob = np.zeros(0, np.float32)
+        if rows.size:
+            block = probs.read(chunk.r0, chunk.r1, chunk.c0, chunk.c1)
+            prob = block[rows - chunk.r0, cols - chunk.c0].astype(np.float32)
+    # The skeleton two pixels beyond the core (within the raster) is exact too: a
+    # pixel d steps outside the core agrees with the whole raster's thinning for
+    # h - d sub-iterations, and both are final after steps - 2 <= h - 2.
+    er0, er1 = max(0, chunk.r0 - 2), min(H, chunk.r1 + 2)
+    ec0, ec1 = max(0, chunk.c0 - 2), min(W, chunk.c1 + 2)
+    ext = img[1 + er0 - wr0 : 1 + er1 - wr0, 1 + ec0 - wc0 : 1 + ec1 - wc0]
+    return _chunk_graph(ext, er0, ec0, chunk, W, half, prob), steps
 
 
 def _thin_chunk(
-    chunk: _Chunk, store: _MaskReader, halo: int, scale: GroundScale, metric: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, int] | int:
+    chunk: _Chunk,
+    store: _MaskReader,
+    halo: int,
+    scale: GroundScale,
+    metric: np.ndarray,
+    probs: RoadSource | _SourceSpec | None,
+) -> tuple[_ChunkGraph, int] | int:
     """One thinning window (a task): its result, or the halo it needs when the given
-    one is too small (returned, not raised, so that Dask does not retry it)."""
+    one is too small (returned, not raised, so that Dask does not retry it).
+
+    ``probs``: where the probabilities of the skeleton pixels come from (a source,
+    or on a worker the spec of the raster, opened here); None for a mask.
+    """
     try:
-        return _skeleton_window(store, chunk, halo, scale, metric)
+        if isinstance(probs, _SourceSpec):
+            with probs.open() as source:
+                return _skeleton_window(store, chunk, halo, scale, metric, source)
+        return _skeleton_window(store, chunk, halo, scale, metric, probs)
     except _HaloTooSmall as exc:
         return exc.needed
 
 
 def _skeletonize_chunks(
-    source: RoadSource,
     store: _MaskReader,
     chunks: list[_Chunk],
     halo: int,
@@ -1548,8 +1583,11 @@ def _skeletonize_chunks(
     tick: Callable[[], None],
     restart: Callable[[int], None],
     mapper: Mapper | None = None,
+    probs: RoadSource | _SourceSpec | None = None,
 ) -> _Skeleton:
-    """The skeleton of the whole cleaned mask, one chunk window at a time.
+    """The skeleton of the whole cleaned mask, one chunk window at a time, as the
+    graph structures of the chunks (:func:`_chunk_graph`; ``probs`` as for
+    :func:`_thin_chunk`).
 
     Why the result equals the skeleton of the whole raster: the thinning is a
     cellular automaton whose state after ``t`` sub-iterations depends on the input
@@ -1570,7 +1608,9 @@ def _skeletonize_chunks(
     while True:
         parts: list[Any] = [None] * len(chunks)
         failed: dict[int, int] = {}
-        with contextlib.closing(mapper(_thin_chunk, chunks, store, halo, scale, metric)) as done:
+        with contextlib.closing(
+            mapper(_thin_chunk, chunks, store, halo, scale, metric, probs)
+        ) as done:
             for k, out in done:
                 if isinstance(out, int):
                     failed[k] = out
@@ -1586,28 +1626,7 @@ def _skeletonize_chunks(
             break
         halo = max(2 * halo, failed[min(failed)] + 16)
         restart(halo)
-    rows = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int32)
-    cols = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int32)
-    half = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
-    order = np.lexsort((cols, rows))
-    rows, cols, half = rows[order], cols[order], half[order]
-    prob = None
-    if source.kind == "probability" and rows.size:
-        # Read each chunk's probabilities once, for the skeleton pixels in it.
-        prob = np.empty(rows.size, np.float32)
-        size = chunks[0].r1 - chunks[0].r0 if len(chunks) > 1 else max(source.height, 1)
-        csize = chunks[0].c1 - chunks[0].c0 if len(chunks) > 1 else max(source.width, 1)
-        cr, cc = rows // size, cols // csize
-        key = cr * (source.width // csize + 2) + cc
-        order_k = np.argsort(key, kind="stable")
-        bounds = np.flatnonzero(np.diff(key[order_k])) + 1
-        for sel in np.split(order_k, bounds):
-            r0, c0 = int(cr[sel[0]]) * size, int(cc[sel[0]]) * csize
-            block = source.read(
-                r0, min(r0 + size, source.height), c0, min(c0 + csize, source.width)
-            )
-            prob[sel] = block[rows[sel] - r0, cols[sel] - c0]
-    return _Skeleton(rows, cols, half, prob, halo)
+    return _Skeleton([p[0] for p in parts], halo)
 
 
 # --------------------------------------------------------------------------------------
@@ -1948,22 +1967,13 @@ def skeleton_graph(
     node_of_cluster = np.zeros(0, np.int64)
     if node_ids.size:
         _, cluster[node_ids] = np.unique(cl_all[node_ids], return_inverse=True)
-        n_clusters = int(cluster.max()) + 1
-        cid = cluster[node_ids]
-        cnt = np.bincount(cid, minlength=n_clusters)
-        cr = np.bincount(cid, rows[node_ids], minlength=n_clusters) / cnt
-        cc_ = np.bincount(cid, cols[node_ids], minlength=n_clusters) / cnt
-        crad = np.full(n_clusters, -np.inf)
-        np.maximum.at(crad, cid, np.nan_to_num(half_width[node_ids], nan=0.0))
-        cprob = np.full(n_clusters, np.nan)
-        if prob is not None:
-            cprob = np.bincount(cid, prob[node_ids], minlength=n_clusters) / cnt
-        node_of_cluster = np.array(
-            [
-                graph.add_node(np.array([cr[c], cc_[c]]), float(crad[c]), float(cprob[c]))
-                for c in range(n_clusters)
-            ],
-            np.int64,
+        node_of_cluster = _add_cluster_nodes(
+            graph,
+            cluster[node_ids],
+            rows[node_ids],
+            cols[node_ids],
+            half_width[node_ids],
+            None if prob is None else prob[node_ids],
         )
     del cl_all
 
@@ -2034,6 +2044,39 @@ def skeleton_graph(
     return graph
 
 
+def _add_cluster_nodes(
+    graph: PixelGraph,
+    cid: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    half_width: np.ndarray,
+    prob: np.ndarray | None,
+) -> np.ndarray:
+    """Add one node per cluster of node pixels; returns the node of each cluster.
+
+    The node pixels come in (row, col) order with their cluster numbers ``cid``
+    (0, 1, ... in that order of first appearance): a node sits at its pixels'
+    centroid, with their widest half-width and their mean probability (summed in
+    pixel order, so the same pixels always give the same bits).
+    """
+    n_clusters = int(cid.max()) + 1
+    cnt = np.bincount(cid, minlength=n_clusters)
+    cr = np.bincount(cid, rows, minlength=n_clusters) / cnt
+    cc_ = np.bincount(cid, cols, minlength=n_clusters) / cnt
+    crad = np.full(n_clusters, -np.inf)
+    np.maximum.at(crad, cid, np.nan_to_num(half_width, nan=0.0))
+    cprob = np.full(n_clusters, np.nan)
+    if prob is not None:
+        cprob = np.bincount(cid, prob, minlength=n_clusters) / cnt
+    return np.array(
+        [
+            graph.add_node(np.array([cr[c], cc_[c]]), float(crad[c]), float(cprob[c]))
+            for c in range(n_clusters)
+        ],
+        np.int64,
+    )
+
+
 def _add_chains(
     graph: PixelGraph,
     seq: np.ndarray,
@@ -2061,53 +2104,99 @@ def _add_chains(
         v_pix = np.where(single, np.where(n2_first >= 0, n2_first, n1_first), n1_last)
         u = node_of_cluster[cluster[u_pix]]
         v = node_of_cluster[cluster[v_pix]]
-        length = last_at[op] - first_at[op] + 1
-        # One array of all open chains, each with its two end nodes around it.
-        offset = np.concatenate([[0], np.cumsum(length + 2)[:-1]])
-        total = int((length + 2).sum())
         chain_sizes = last_at - first_at + 1
-        positions = np.flatnonzero(np.repeat(~ring, chain_sizes))  # in seq, open chains
-        pixel_slot = positions + np.repeat(offset + 1 - first_at[op], length)
-        members = seq[positions]
-        rc = np.empty((total, 2))
-        hw = np.full(total, np.nan)
-        rc[pixel_slot, 0] = rows[members]
-        rc[pixel_slot, 1] = cols[members]
-        hw[pixel_slot] = half_width[members]
-        upos = np.array([graph.pos[x] for x in u]).reshape(-1, 2)
-        vpos = np.array([graph.pos[x] for x in v]).reshape(-1, 2)
-        rc[offset] = upos
-        rc[offset + length + 1] = vpos
-        pr = None
-        if prob is not None:
-            pr = np.full(total, np.nan)
-            pr[pixel_slot] = prob[members]
-            pr[offset] = [graph.nprob[x] for x in u]
-            pr[offset + length + 1] = [graph.nprob[x] for x in v]
-        seg = np.concatenate([graph.scale.segment_lengths(rc), [0.0]])
-        seg[offset[1:] - 1] = 0.0  # the joins between consecutive chains
-        lengths = np.add.reduceat(seg, offset)
-        for j in range(op.size):
-            a, b = int(offset[j]), int(offset[j] + length[j] + 2)
-            graph.add_edge(
-                int(u[j]),
-                int(v[j]),
-                rc[a:b],
-                hw[a:b],
-                None if pr is None else pr[a:b],
-                length=float(lengths[j]),
-            )
+        members = seq[np.flatnonzero(np.repeat(~ring, chain_sizes))]  # open chains, in order
+        _add_open_chains(
+            graph,
+            chain_sizes[op],
+            u,
+            v,
+            rows[members],
+            cols[members],
+            half_width[members],
+            None if prob is None else prob[members],
+        )
     for j in np.flatnonzero(ring):
         piece = seq[first_at[j] : last_at[j] + 1]
-        rc_r = np.stack([rows[piece], cols[piece]], axis=1).astype(float)
-        hw_r = half_width[piece]
-        pr_r = prob[piece] if prob is not None else None
-        a = graph.add_node(rc_r[0], float(np.nan_to_num(hw_r[0])), _first(pr_r))
-        rc_r = np.concatenate([rc_r, rc_r[:1]])
-        hw_r = np.concatenate([[np.nan], hw_r[1:], [np.nan]])
-        if pr_r is not None:
-            pr_r = np.concatenate([pr_r, pr_r[:1]])
-        graph.add_edge(a, a, rc_r, hw_r, pr_r)
+        _add_ring(
+            graph,
+            rows[piece],
+            cols[piece],
+            half_width[piece],
+            None if prob is None else prob[piece],
+        )
+
+
+def _add_open_chains(
+    graph: PixelGraph,
+    length: np.ndarray,
+    u: np.ndarray,
+    v: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    half_width: np.ndarray,
+    prob: np.ndarray | None,
+) -> None:
+    """One edge per open chain, in order, from node ``u`` to node ``v``.
+
+    ``rows``, ``cols``, ``half_width`` and ``prob`` hold the chains' pixels one
+    chain after the other, each in walking order, ``length`` pixels per chain. All
+    edges' arrays are slices of one array holding every chain with its end nodes
+    around it, and their lengths are sums over it (so the bits of a length depend
+    only on the chains given, in the order given).
+    """
+    offset = np.concatenate([[0], np.cumsum(length + 2)[:-1]])
+    total = int((length + 2).sum())
+    starts = np.concatenate([[0], np.cumsum(length)[:-1]])
+    pixel_slot = np.arange(rows.size) + np.repeat(offset + 1 - starts, length)
+    rc = np.empty((total, 2))
+    hw = np.full(total, np.nan)
+    rc[pixel_slot, 0] = rows
+    rc[pixel_slot, 1] = cols
+    hw[pixel_slot] = half_width
+    upos = np.array([graph.pos[x] for x in u]).reshape(-1, 2)
+    vpos = np.array([graph.pos[x] for x in v]).reshape(-1, 2)
+    rc[offset] = upos
+    rc[offset + length + 1] = vpos
+    pr = None
+    if prob is not None:
+        pr = np.full(total, np.nan)
+        pr[pixel_slot] = prob
+        pr[offset] = [graph.nprob[x] for x in u]
+        pr[offset + length + 1] = [graph.nprob[x] for x in v]
+    seg = np.concatenate([graph.scale.segment_lengths(rc), [0.0]])
+    seg[offset[1:] - 1] = 0.0  # the joins between consecutive chains
+    lengths = np.add.reduceat(seg, offset)
+    for j in range(length.size):
+        a, b = int(offset[j]), int(offset[j] + length[j] + 2)
+        graph.add_edge(
+            int(u[j]),
+            int(v[j]),
+            rc[a:b],
+            hw[a:b],
+            None if pr is None else pr[a:b],
+            length=float(lengths[j]),
+        )
+
+
+def _add_ring(
+    graph: PixelGraph,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    half_width: np.ndarray,
+    prob: np.ndarray | None,
+) -> None:
+    """A closed edge for an isolated ring (pixels in walking order), anchored at a
+    new node on its first pixel."""
+    rc_r = np.stack([rows, cols], axis=1).astype(float)
+    hw_r = half_width
+    pr_r = prob
+    a = graph.add_node(rc_r[0], float(np.nan_to_num(hw_r[0])), _first(pr_r))
+    rc_r = np.concatenate([rc_r, rc_r[:1]])
+    hw_r = np.concatenate([[np.nan], hw_r[1:], [np.nan]])
+    if pr_r is not None:
+        pr_r = np.concatenate([pr_r, pr_r[:1]])
+    graph.add_edge(a, a, rc_r, hw_r, pr_r)
 
 
 def _first_two(table: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -2155,6 +2244,373 @@ class _Neighbours:
 
 def _first(values: np.ndarray | None) -> float:
     return float(values[0]) if values is not None and values.size else math.nan
+
+
+# --------------------------------------------------------------------------------------
+# Skeleton to graph, chunk by chunk
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ChunkGraph:
+    """The graph structure of one chunk's core, as compact arrays (a task's result).
+
+    Node pixels (other than two neighbours) with their local cluster, and the pairs
+    of touching node pixels across the core's border (as global keys
+    ``row * width + col``). Chain pieces: maximal runs of two-neighbour pixels
+    inside the core, each in walking order, with an exit at each end: the
+    neighbour the chain continues to beyond the piece (a node pixel, or a
+    two-neighbour pixel across the border) as its key and direction (an index of
+    ``_OFFS``); -1 where there is none (a ring inside the core). A single-pixel
+    piece has both of its exits at that pixel, in ``_OFFS`` order.
+    """
+
+    node_keys: np.ndarray  # (k,) int64, increasing
+    node_hw: np.ndarray  # (k,) float64
+    node_prob: np.ndarray | None  # (k,) float32
+    node_label: np.ndarray  # (k,) int32, local cluster 0..n_labels-1
+    n_labels: int
+    cross: np.ndarray  # (m, 2) int64: node pixel keys (in the core, beyond it)
+    piece_len: np.ndarray  # (p,) int32, pixels per piece
+    rows: np.ndarray  # (sum(piece_len),) int32, the pieces' pixels in walking order
+    cols: np.ndarray
+    hw: np.ndarray  # float64
+    prob: np.ndarray | None  # float32
+    exit_key: np.ndarray  # (p, 2) int64, -1: none
+    exit_dir: np.ndarray  # (p, 2) int8
+    exit_node: np.ndarray  # (p, 2) bool: the exit is a node pixel
+
+    @property
+    def pixels(self) -> int:
+        return int(self.node_keys.size + self.rows.size)
+
+
+def _chunk_graph(
+    ext: np.ndarray,
+    er0: int,
+    ec0: int,
+    chunk: _Chunk,
+    width: int,
+    half_width: np.ndarray,
+    prob: np.ndarray | None,
+) -> _ChunkGraph:
+    """The graph structure of a chunk's core (see :class:`_ChunkGraph`).
+
+    ``ext`` is the skeleton of the core and of up to two pixels around it (within
+    the raster), starting at ``(er0, ec0)``: what the neighbour counts of the core's
+    pixels and of the pixels next to it depend on. ``half_width`` and ``prob``
+    belong to the core's skeleton pixels in (row, col) order.
+    """
+    h, w = ext.shape
+    yy, xx = np.nonzero(ext)
+    n = yy.size
+    full, keep = _Neighbours(yy.astype(np.int64) * w + xx, yy, xx, h, w).table(np.arange(n))
+    # Exact on the core and the pixel ring around it (their neighbours are in ext).
+    is_node = keep.sum(axis=1) != 2
+    in_core = (
+        (yy >= chunk.r0 - er0)
+        & (yy < chunk.r1 - er0)
+        & (xx >= chunk.c0 - ec0)
+        & (xx < chunk.c1 - ec0)
+    )
+    gkey = (yy + er0).astype(np.int64) * width + (xx + ec0)
+    rank = np.cumsum(in_core) - 1  # index among the core's pixels, for its arrays
+    node_x = np.append(is_node, False)
+    core_x = np.append(in_core, False)
+
+    # Nodes: local clusters (8-connected) and the touching pairs across the border.
+    nid = np.flatnonzero(in_core & is_node)
+    nb = full[nid]
+    touch = (nb >= 0) & node_x[nb]
+    inside = touch & core_x[nb]
+    r, k = np.nonzero(inside)
+    labels = _components(n, np.stack([nid[r], nb[r, k]], axis=1))
+    _, node_label = np.unique(labels[nid], return_inverse=True)
+    r, k = np.nonzero(touch & ~core_x[nb])
+    cross = np.stack([gkey[nid[r]], gkey[nb[r, k]]], axis=1)
+
+    # Chain pieces: two-neighbour pixels of the core linked inside the core.
+    pids = np.flatnonzero(in_core & ~is_node)
+    n_path = pids.size
+    pid = np.full(n + 1, -1, np.int64)
+    pid[pids] = np.arange(n_path)
+    nb = full[pids]
+    kp = keep[pids]
+    link = kp & core_x[nb] & ~node_x[nb]
+    r, k = np.nonzero(link)
+    seq, first_at, last_at = _walk_pieces(n_path, r, pid[nb[r, k]])
+    exits = kp & ~link  # to a node pixel, or beyond the core
+    head, tail = seq[first_at], seq[last_at]
+    piece_len = (last_at - first_at + 1).astype(np.int32)
+    # First and second exit of each pixel, in _OFFS order (-1: none).
+    k1 = np.where(exits.any(axis=1), np.argmax(exits, axis=1), -1)
+    rest = exits.copy()
+    rest[np.arange(n_path), np.maximum(k1, 0)] = False
+    k2 = np.where(rest.any(axis=1), np.argmax(rest, axis=1), -1)
+    single = piece_len == 1
+    exit_dir = np.stack([k1[head], np.where(single, k2[head], k1[tail])], axis=1).astype(np.int8)
+    end_pix = np.stack([head, tail], axis=1)
+    target = nb[end_pix, np.maximum(exit_dir, 0)]
+    target = np.where(exit_dir >= 0, target, n)
+    exit_key = np.where(exit_dir >= 0, gkey[np.minimum(target, max(n - 1, 0))], -1)
+    walk = pids[seq]
+    core_of_seq = rank[walk]
+    at = rank[nid]
+    return _ChunkGraph(
+        node_keys=gkey[nid],
+        node_hw=half_width[at],
+        node_prob=None if prob is None else prob[at],
+        node_label=node_label.astype(np.int32).reshape(-1),
+        n_labels=int(node_label.max()) + 1 if nid.size else 0,
+        cross=cross.astype(np.int64).reshape(-1, 2),
+        piece_len=piece_len,
+        rows=(yy[walk] + er0).astype(np.int32),
+        cols=(xx[walk] + ec0).astype(np.int32),
+        hw=half_width[core_of_seq],
+        prob=None if prob is None else prob[core_of_seq],
+        exit_key=exit_key.reshape(-1, 2),
+        exit_dir=exit_dir.reshape(-1, 2),
+        exit_node=node_x[target].reshape(-1, 2),
+    )
+
+
+def _walk_pieces(
+    n: int, src: np.ndarray, dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Order the vertices of a graph of paths and cycles (degree <= 2, ``n``
+    vertices, symmetric links ``src``-``dst``) along each component.
+
+    Returns ``seq`` (every vertex once, component by component in the order of
+    their lowest vertex) and the positions in ``seq`` where each component starts
+    and ends. A path runs from its lower-numbered end; a cycle starts at its lowest
+    vertex and leaves it away from that vertex's lower-numbered neighbour.
+    """
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n, n))
+    _, comp = csgraph.connected_components(links, directed=False)
+    n_comp = int(comp.max()) + 1
+    pdeg = np.diff(links.indptr)
+    ends = np.flatnonzero(pdeg < 2)
+    start = np.full(n_comp, n, np.int64)
+    np.minimum.at(start, comp[ends], ends)
+    cyc = np.flatnonzero(start == n)
+    if cyc.size:
+        lowest = np.full(n_comp, n, np.int64)
+        np.minimum.at(lowest, comp, np.arange(n))
+        start[cyc] = lowest[cyc]
+        cut = []
+        for s_ in start[cyc]:
+            t_ = int(links.indices[links.indptr[s_] : links.indptr[s_ + 1]].min())
+            cut += [(int(s_), t_), (t_, int(s_))]
+        cut_a = np.array(cut, np.int64)
+        drop = sparse.csr_matrix(
+            (np.ones(len(cut_a), np.int8), (cut_a[:, 0], cut_a[:, 1])), shape=(n, n)
+        )
+        links = (links - drop).tocsr()
+        links.eliminate_zeros()
+    walk = sparse.csr_matrix(
+        (
+            np.ones(links.indices.size + n_comp, np.int8),
+            np.concatenate([links.indices, start.astype(np.int32)]),
+            np.concatenate([links.indptr, [links.indptr[-1] + n_comp]]),
+        ),
+        shape=(n + 1, n + 1),
+    )
+    seq = csgraph.breadth_first_order(walk, n, directed=True, return_predecessors=False)[1:]
+    seq = seq[np.argsort(comp[seq], kind="stable")].astype(np.int64)
+    first_at = np.concatenate([[0], np.flatnonzero(np.diff(comp[seq])) + 1])
+    last_at = np.concatenate([first_at[1:], [seq.size]]) - 1
+    return seq, first_at, last_at
+
+
+def _merge_chunk_graphs(
+    parts: list[_ChunkGraph],
+    shape: tuple[int, int],
+    scale: GroundScale,
+    with_prob: bool,
+) -> PixelGraph:
+    """Stitch the chunks' graph structures into the graph of the whole skeleton.
+
+    The result equals :func:`skeleton_graph` of the whole skeleton, node ids, edge
+    ids and every array included: clusters of node pixels are joined across
+    borders and numbered in the order of their first pixel (row, col); pieces are
+    joined end to end where their exits meet into chains; open chains (numbered in
+    the order of their first pixel) become edges walked from their lower end
+    pixel, then isolated rings (in the same order) become closed edges starting
+    at their first pixel and leaving it away from its lower neighbour.
+
+    Raises:
+        RoadsegError: the chunks do not agree across a border (an internal error).
+    """
+    _, width = shape
+    graph = PixelGraph(scale, with_prob)
+    if not parts or sum(p.pixels for p in parts) == 0:
+        return graph
+
+    # Nodes: the local clusters joined across borders, numbered by first pixel.
+    node_keys = np.concatenate([p.node_keys for p in parts])
+    label_base = np.cumsum([0] + [p.n_labels for p in parts])
+    node_label = np.concatenate(
+        [p.node_label.astype(np.int64) + b for p, b in zip(parts, label_base, strict=False)]
+    )
+    order = np.argsort(node_keys, kind="stable")
+    node_keys, node_label = node_keys[order], node_label[order]
+    node_hw = np.concatenate([p.node_hw for p in parts])[order]
+    node_prob = None
+    if with_prob:
+        node_prob = np.concatenate([p.node_prob for p in parts])[order].astype(float)  # type: ignore[misc]
+
+    def node_index(keys: np.ndarray) -> np.ndarray:
+        at = np.minimum(np.searchsorted(node_keys, keys), max(node_keys.size - 1, 0))
+        if keys.size and not np.array_equal(node_keys[at], keys):
+            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
+        return at
+
+    cross = np.concatenate([p.cross for p in parts])
+    pairs = node_label[node_index(cross.reshape(-1))].reshape(-1, 2)
+    comp = _components(int(label_base[-1]), pairs)[node_label]
+    cluster = np.zeros(0, np.int64)
+    node_of_cluster = np.zeros(0, np.int64)
+    if node_keys.size:
+        uniq, first = np.unique(comp, return_index=True)
+        rank = np.empty(uniq.size, np.int64)
+        rank[np.argsort(first, kind="stable")] = np.arange(uniq.size)
+        cluster = rank[np.searchsorted(uniq, comp)]
+        node_of_cluster = _add_cluster_nodes(
+            graph,
+            cluster,
+            (node_keys // width).astype(np.int32),
+            (node_keys % width).astype(np.int32),
+            node_hw,
+            node_prob,
+        )
+
+    # Pieces: vertex 2p is piece p's head (exit 0), 2p + 1 its tail (exit 1).
+    piece_len = np.concatenate([p.piece_len for p in parts]).astype(np.int64)
+    n_pieces = piece_len.size
+    if n_pieces:
+        rows = np.concatenate([p.rows for p in parts])
+        cols = np.concatenate([p.cols for p in parts])
+        keys = rows.astype(np.int64) * width + cols
+        exit_key = np.concatenate([p.exit_key for p in parts]).reshape(-1)
+        exit_dir = np.concatenate([p.exit_dir for p in parts]).reshape(-1).astype(np.int64)
+        exit_node = np.concatenate([p.exit_node for p in parts]).reshape(-1)
+        pstart = np.concatenate([[0], np.cumsum(piece_len)[:-1]])
+        end_key = np.stack([keys[pstart], keys[pstart + piece_len - 1]], axis=1).reshape(-1)
+        # Links across borders: the exit (a, k) of one piece meets (a + k, 7 - k).
+        is_link = (exit_key >= 0) & ~exit_node
+        lv = np.flatnonzero(is_link)
+        lid_ = end_key[lv] * 8 + exit_dir[lv]
+        want = exit_key[lv] * 8 + (7 - exit_dir[lv])
+        lorder = np.argsort(lid_)
+        at = np.minimum(np.searchsorted(lid_, want, sorter=lorder), max(lv.size - 1, 0))
+        if lv.size and not np.array_equal(lid_[lorder[at]], want):
+            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
+        partner = lv[lorder[at]]
+        n_v = 2 * n_pieces
+        inner = np.arange(n_v) ^ 1
+        src = np.concatenate([np.arange(n_v), lv])
+        dst = np.concatenate([inner, partner])
+        links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
+        _, chain = csgraph.connected_components(links, directed=False)
+        n_chains = int(chain.max()) + 1
+        terminal = exit_node
+        n_term = np.bincount(chain, terminal, minlength=n_chains).astype(np.int64)
+        if np.any((n_term != 0) & (n_term != 2)):
+            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
+        ring = n_term == 0
+        # The start: an open chain's terminal end with the lower pixel (the head of
+        # a single pixel: its first exit); a ring's lowest vertex, whose link is cut.
+        tv = np.flatnonzero(terminal)
+        tkey = end_key[tv] * 2 + (tv & 1)
+        start = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(start, chain[tv], tkey)
+        start_v = np.full(n_chains, -1, np.int64)
+        best = tkey == start[chain[tv]]
+        start_v[chain[tv[best]]] = tv[best]
+        if ring.any():
+            lowest = np.full(n_chains, n_v, np.int64)
+            np.minimum.at(lowest, chain, np.arange(n_v))
+            start_v[ring] = lowest[ring]
+            touches = np.isin(src, lowest[ring]) | np.isin(dst, lowest[ring])
+            keep_link = ~touches | (dst == (src ^ 1))
+            src, dst = src[keep_link], dst[keep_link]
+            links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
+        walk = sparse.csr_matrix(
+            (
+                np.ones(links.indices.size + n_chains, np.int8),
+                np.concatenate([links.indices, start_v.astype(np.int32)]),
+                np.concatenate([links.indptr, [links.indptr[-1] + n_chains]]),
+            ),
+            shape=(n_v + 1, n_v + 1),
+        )
+        seq = csgraph.breadth_first_order(walk, n_v, directed=True, return_predecessors=False)[1:]
+        if seq.size != n_v:
+            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
+        # Chains in the order of their first pixel: open ones, then rings.
+        pmin = np.minimum.reduceat(keys, pstart)
+        cmin = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
+        np.minimum.at(cmin, chain[0::2], pmin)
+        rank_c = np.lexsort((cmin, ring))
+        pos_c = np.empty(n_chains, np.int64)
+        pos_c[rank_c] = np.arange(n_chains)
+        seq = seq[np.argsort(pos_c[chain[seq]], kind="stable")]
+        bounds = np.flatnonzero(np.diff(pos_c[chain[seq]])) + 1
+        cfirst = np.concatenate([[0], bounds])
+        clast = np.concatenate([bounds, [n_v]]) - 1
+        enter = seq[0::2]  # each piece is entered at one end and left at the other
+        piece = enter // 2
+        # Pixel indices of all chains, in walking order.
+        plen = piece_len[piece]
+        out_start = np.concatenate([[0], np.cumsum(plen)[:-1]])
+        i = np.arange(int(plen.sum())) - np.repeat(out_start, plen)
+        base = np.repeat(pstart[piece], plen)
+        forward = np.repeat((enter & 1) == 0, plen)
+        idx = np.where(forward, base + i, base + np.repeat(plen, plen) - 1 - i)
+        del i, base, forward
+        csize = np.bincount(chain[0::2], piece_len, minlength=n_chains).astype(np.int64)[rank_c]
+        n_open = int(np.count_nonzero(~ring))
+        hw_all = np.concatenate([p.hw for p in parts])
+        prob_all = None
+        if with_prob:
+            prob_all = np.concatenate([p.prob for p in parts]).astype(float)  # type: ignore[misc]
+        if n_open:
+            # u: the node beyond the exit the walk starts from; v: beyond its last.
+            u_key = exit_key[seq[cfirst[:n_open]]]
+            v_key = exit_key[seq[clast[:n_open]]]
+            u = node_of_cluster[cluster[node_index(u_key)]]
+            v = node_of_cluster[cluster[node_index(v_key)]]
+            sel = idx[: int(csize[:n_open].sum())]
+            _add_open_chains(
+                graph,
+                csize[:n_open],
+                u,
+                v,
+                rows[sel],
+                cols[sel],
+                hw_all[sel],
+                None if prob_all is None else prob_all[sel],
+            )
+        at = int(csize[:n_open].sum())
+        for size in csize[n_open:]:
+            cyc = idx[at : at + size]
+            at += int(size)
+            ck = keys[cyc]
+            s_ = int(np.argmin(ck))
+            m = cyc.size
+            step = -1 if ck[(s_ + 1) % m] < ck[(s_ - 1) % m] else 1
+            cyc = cyc[(s_ + step * np.arange(m)) % m]
+            _add_ring(
+                graph,
+                rows[cyc],
+                cols[cyc],
+                hw_all[cyc],
+                None if prob_all is None else prob_all[cyc],
+            )
+    graph.drop_isolated_nodes()
+    return graph
 
 
 # --------------------------------------------------------------------------------------
@@ -2895,10 +3351,22 @@ def extract_network(
     decisions (pass 2, which writes the chunk's cleaned mask to its own 1-bit file
     in a hidden folder ``.roadseg-*`` in ``temp_dir``, removed at the end, also on
     error) and thinning each window (which reads the chunk files it overlaps and
-    returns the skeleton pixels and half-widths of its core). The client numbers
-    and joins the labels, decides, grows the halo and builds and cleans the graph
-    with the same code as the in-process run, so the network is the same, bit for
-    bit. Workers open the raster by its absolute path, so they must see it, and
+    returns its core's graph structure: node pixels, chain pieces in walking order
+    with their half-widths and probabilities, and where they leave the core). The
+    client numbers and joins the labels, decides, grows the halo, stitches the
+    chunks' graphs and cleans the graph with the same code as the in-process run,
+    so the network is the same, bit for bit.
+
+    What the client holds (in-process and on Dask alike): never the sorted
+    skeleton with its neighbour tables and link matrices, only the chunks' graph
+    structures (the node pixels, about 24 bytes each, the chain pixels in walking
+    order, 20 bytes each, and 24 bytes per chain piece; while stitching, a copy or
+    two of the chain pixels in the order of the graph's edges) and the graph; the
+    :class:`PixelGraph` keeps every chain pixel in its edges' paths (32 bytes
+    each), which the graph cleaning needs. So the client's memory grows with the
+    network's pixel length, not with the raster's area.
+
+    Workers open the raster by its absolute path, so they must see it, and
     ``temp_dir``, under the same paths (a shared file system).
 
     Why the cleaned mask goes through files rather than being recomputed by the
@@ -2967,8 +3435,9 @@ def extract_network(
                 t1 = time.perf_counter()
                 bar.set_description("thinning")
                 skel = _skeletonize_chunks(
-                    source, store, chunks, options.halo, scale, lambda: bar.update(1), restart
-                )
+                    store, chunks, options.halo, scale, lambda: bar.update(1), restart,
+                    probs=source if source.kind == "probability" else None,
+                )  # fmt: skip
             finally:
                 store.close()
         else:
@@ -2987,16 +3456,16 @@ def extract_network(
                 t1 = time.perf_counter()
                 bar.set_description("thinning")
                 skel = _skeletonize_chunks(
-                    source, files, chunks, options.halo, scale, lambda: bar.update(1), restart,
-                    mapper,
+                    files, chunks, options.halo, scale, lambda: bar.update(1), restart,
+                    mapper, spec if source.kind == "probability" else None,
                 )  # fmt: skip
             finally:
                 shutil.rmtree(folder, ignore_errors=True)
         t2 = time.perf_counter()
         bar.set_description("graph")
-        graph = skeleton_graph(
-            skel.rows, skel.cols, (height, width), scale, skel.half_width, skel.prob
-        )
+        with_prob = source.kind == "probability" and skel.pixels > 0
+        graph = _merge_chunk_graphs(skel.parts, (height, width), scale, with_prob)
+        t3 = time.perf_counter()
         clean_graph(graph, options, source)
         network = _finish(graph, options, source.transform, source.crs)
     finally:
@@ -3006,7 +3475,8 @@ def extract_network(
             clean_s=t1 - t0,
             skeleton_s=t2 - t1,
             graph_s=time.perf_counter() - t2,
-            skeleton_pixels=int(skel.rows.size),
+            stitch_s=t3 - t2,
+            skeleton_pixels=skel.pixels,
             halo=skel.halo,
             chunks=len(chunks),
         )

@@ -9,8 +9,11 @@ in this process and on a LocalCluster of 1 and of 2 worker processes (one thread
 each, numeric libraries limited to cores // workers threads, as ``--workers`` does),
 and prints a Markdown table: the cluster's start-up, the time of each stage
 (cleaning: reading, thresholding, labelling and the decisions; thinning: the
-windows, then the probabilities of the skeleton; graph and lines: on the client in
-every case), the total, and whether the network equals the in-process one exactly
+windows, each also building its core's graph structure and reading the
+probabilities of its skeleton pixels; stitch: the client joins the chunks' graphs
+into the graph of the whole skeleton; graph and lines: the stitching, the graph's
+cleaning and the lines, on the client in every case), the total, and whether the
+network equals the in-process one exactly
 (every geometry, attribute and node). Finally ``roadseg vectorize --workers 2``'s
 library call writes a GeoJSON, which is compared byte for byte with the in-process
 file.
@@ -117,14 +120,15 @@ def main() -> None:
         f"(shared with other work: times vary)\n"
     )
     print(
-        "| run | cluster start (s) | cleaning (s) | thinning (s) | graph and lines (s) "
-        "| total (s) | network equal to in-process |"
+        "| run | cluster start (s) | cleaning (s) | thinning and chunk graphs (s) "
+        "| stitch (s) | graph and lines (s) | total (s) | network equal to in-process |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for label, s, equal in rows:
         print(
             f"| {label} | {s['start_s']:.1f} | {s['clean_s']:.1f} | {s['skeleton_s']:.1f} "
-            f"| {s['graph_s']:.1f} | {s['start_s'] + s['run_s']:.1f} | {equal} |"
+            f"| {s['stitch_s']:.2f} | {s['graph_s']:.1f} | {s['start_s'] + s['run_s']:.1f} "
+            f"| {equal} |"
         )
     print(
         f"\nGeoJSON written with workers=2 equals the in-process file byte for byte: "
