@@ -348,44 +348,66 @@ class _maybe_atomic:
 _DONE = object()
 
 
+#: Widest read of one strip, in pixels: a strip is read a few tile columns at a
+#: time so the reader's buffers do not grow with the raster's width.
+READ_CHUNK_PX = 2048
+
+
+def _column_chunks(cols: list[Span], overlap: int, chunk_px: int) -> list[range]:
+    """Consecutive runs of tile columns, each spanning at most about ``chunk_px`` pixels."""
+    stride = max(1, cols[0].size - overlap)
+    per = max(1, (chunk_px - overlap) // stride)
+    return [range(j, min(j + per, len(cols))) for j in range(0, len(cols), per)]
+
+
 def _iter_batches(
     src: rasterio.io.DatasetReader,
     plan: _Plan,
     batch_size: int,
     valid_rows: dict[int, np.ndarray],
     first: int = 0,
+    chunk_px: int = READ_CHUNK_PX,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Batches of normalised tiles with their (tile row, tile column) indices.
 
     Batches run across tile rows, so only the very last batch can be short.
     For each tile row, the validity mask of its image rows is stored in
-    ``valid_rows`` before its first tile is yielded.
+    ``valid_rows`` before its first tile is yielded, and is complete before
+    its last tile is.
+
+    Each strip of tiles is read ``chunk_px`` pixels wide at a time (a few tile
+    columns), so the reader holds a few MB whatever the raster's width (a
+    whole 16384 px strip with its masks and copies was about 60 MB).
     """
-    t = plan.tile
-    c0, c1 = plan.cols[0].start, plan.cols[-1].stop
-    col_idx = reflect_index(np.arange(c0, c1), plan.width)
     bands = len(plan.bands)
-    batch = np.empty((batch_size, t, t, bands), dtype=np.float32)
+    batch = np.empty((batch_size, plan.tile, plan.tile, bands), dtype=np.float32)
     where: list[tuple[int, int]] = []
+    chunks = _column_chunks(plan.cols, plan.overlap, chunk_px)
     for i, rspan in enumerate(plan.rows):
         if i < first:  # a resumed run: these tile rows only touch finished rows
             continue
         row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
-        data, valid = read_rows(src, row_idx, col_idx, plan.bands)
-        if data.dtype.kind == "f":
-            valid &= np.all(np.isfinite(data), axis=-1)
         # The image rows of this strip, unreflected, for the writer's nodata.
         top, bottom = max(rspan.start, 0), min(rspan.stop, plan.height)
-        valid_rows[i] = valid[top - rspan.start : bottom - rspan.start, -c0 : -c0 + plan.width]
-        for j, cspan in enumerate(plan.cols):
-            # Normalised tile by tile: the strip stays in the input's dtype, so
-            # no float copy of a whole strip (44 MB at 16384 px wide) exists.
-            cols = slice(cspan.start - c0, cspan.stop - c0)
-            batch[len(where)] = plan.normalizer(data[:, cols], valid[:, cols])
-            where.append((i, j))
-            if len(where) == batch_size:
-                yield batch.copy(), where
-                where = []
+        strip_valid = np.empty((bottom - top, plan.width), dtype=bool)
+        valid_rows[i] = strip_valid  # filled chunk by chunk below
+        for chunk in chunks:
+            a, b = plan.cols[chunk[0]].start, plan.cols[chunk[-1]].stop
+            col_idx = reflect_index(np.arange(a, b), plan.width)
+            data, valid = read_rows(src, row_idx, col_idx, plan.bands)
+            if data.dtype.kind == "f":
+                valid &= np.all(np.isfinite(data), axis=-1)
+            lo, hi = max(a, 0), min(b, plan.width)
+            strip_valid[:, lo:hi] = valid[top - rspan.start : bottom - rspan.start, lo - a : hi - a]
+            for j in chunk:
+                cspan = plan.cols[j]
+                cols = slice(cspan.start - a, cspan.stop - a)
+                # Normalised tile by tile: the chunk stays in the input's dtype.
+                batch[len(where)] = plan.normalizer(data[:, cols], valid[:, cols])
+                where.append((i, j))
+                if len(where) == batch_size:
+                    yield batch.copy(), where
+                    where = []
     if where:
         yield batch[: len(where)].copy(), where
 
