@@ -498,6 +498,10 @@ class HalvingInfer:
 # --------------------------------------------------------------------------- blender
 
 
+#: Rows per piece handed to the writer; divides its 256-row block.
+PIECE_ROWS = 64
+
+
 class _RowBlender:
     """Accumulates weighted tile outputs for the current tile row.
 
@@ -513,6 +517,7 @@ class _RowBlender:
         self.wsum = np.zeros((plan.tile, width), dtype=np.float32)
         self.weights = weight_window(plan.tile, plan.overlap)
         self.top = plan.rows[first].start  # image row of acc[0]
+        self.done_row = 0  # image row of the first row _finish last returned
         self.pending = [len(plan.cols)] * len(plan.rows)
 
     def add(self, i: int, j: int, prob: np.ndarray) -> np.ndarray | None:
@@ -529,9 +534,29 @@ class _RowBlender:
         end = self.plan.rows[i + 1].start if i + 1 < len(self.plan.rows) else rspan.stop
         return self._finish(end)
 
+    def pieces(
+        self, done: np.ndarray, valid: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The rows :meth:`add` just returned, with their validity mask, cut
+        at image rows that are multiples of :data:`PIECE_ROWS`.
+
+        The writer buffers rows until it has a whole 256-row block, and keeps
+        what lies beyond it; given 192-row blocks it held and copied up to 448
+        rows of float32 (29 MB at 16384 px wide). Pieces that end on a
+        multiple of 64 fill its blocks exactly, so it never holds more than
+        one block, and a full queue holds a quarter as much.
+        """
+        row = self.done_row
+        k = 0
+        while k < done.shape[0]:
+            step = PIECE_ROWS - (row + k) % PIECE_ROWS
+            yield done[k : k + step], valid[k : min(k + step, done.shape[0])]
+            k += step
+
     def _finish(self, end: int) -> np.ndarray:
         n = end - self.top
         lo = max(0, -self.top)  # skip reflected rows above the image
+        self.done_row = self.top + lo
         hi = min(n, self.plan.height - self.top)
         cols = slice(-self.c0, -self.c0 + self.plan.width)
         done = self.acc[lo:hi, cols] / self.wsum[lo:hi, cols]
@@ -765,7 +790,8 @@ def _run(
                     done = blender.add(i, j, prob)
                     if done is not None:
                         # A tile row finishes fewer rows than it covers.
-                        wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
+                        for piece in blender.pieces(done, valid_rows.pop(i)):
+                            wq.put(piece)
                 bar.update(len(where))
                 if errors:
                     raise errors[0]

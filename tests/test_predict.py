@@ -314,3 +314,41 @@ def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype)
             assert whole_valid.keys() == chunked_valid.keys()
             for i, v in whole_valid.items():
                 np.testing.assert_array_equal(chunked_valid[i], v)
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "height"), [(224, 32, 1000), (64, 16, 300), (96, 40, 77)]
+)
+def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
+    tile, overlap, height
+) -> None:
+    from roadseg.predict import PIECE_ROWS, _Plan, _RowBlender
+    from roadseg.preprocess import Normalizer
+    from roadseg.tiling import axis_spans
+
+    plan = _Plan(
+        height=height,
+        width=50,
+        tile=tile,
+        overlap=overlap,
+        rows=axis_spans(height, tile, overlap),
+        cols=axis_spans(50, tile, overlap),
+        bands=(1,),
+        normalizer=Normalizer((0.0,), (1.0,), "unit"),
+    )
+    blender = _RowBlender(plan)
+    rng = np.random.default_rng(0)
+    row = 0
+    for i in range(len(plan.rows)):
+        for j in range(len(plan.cols)):
+            done = blender.add(i, j, rng.random((tile, tile), dtype=np.float32))
+        assert done is not None
+        valid = rng.random((done.shape[0] + 3, 50)) > 0.5  # a strip mask is taller
+        pieces = list(blender.pieces(done, valid))
+        np.testing.assert_array_equal(np.concatenate([p for p, _ in pieces]), done)
+        np.testing.assert_array_equal(np.concatenate([v for _, v in pieces]), valid[: len(done)])
+        for p, _ in pieces[:-1]:
+            row += len(p)
+            assert row % PIECE_ROWS == 0
+        row += len(pieces[-1][0])
+    assert row == height
