@@ -403,13 +403,14 @@ def _iter_batches(
                 cspan = plan.cols[j]
                 cols = slice(cspan.start - a, cspan.stop - a)
                 # Normalised tile by tile: the chunk stays in the input's dtype.
-                batch[len(where)] = plan.normalizer(data[:, cols], valid[:, cols])
+                plan.normalizer(data[:, cols], valid[:, cols], out=batch[len(where)])
                 where.append((i, j))
                 if len(where) == batch_size:
-                    yield batch.copy(), where
+                    yield batch, where  # handed over whole: a new one is filled next
+                    batch = np.empty_like(batch)
                     where = []
     if where:
-        yield batch[: len(where)].copy(), where
+        yield batch[: len(where)], where
 
 
 def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
