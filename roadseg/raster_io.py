@@ -48,9 +48,12 @@ SUPPORTED_DTYPES = frozenset(
     }
 )
 
-#: GDAL block cache for roadseg's own reads and writes: enough for a few block
-#: rows of a wide raster, far below GDAL's default of 5 % of RAM.
-GDAL_CACHE_MB = 256
+#: GDAL block cache for roadseg's own reads and writes, in bytes: rasterio hands
+#: GDAL_CACHEMAX to GDALSetCacheMax64, so a plain 256 (meant as MB, as GDAL reads
+#: the environment variable) was a 256-byte cache, i.e. none. A few MB hold the
+#: blocks that neighbouring read chunks share and a block row of overviews being
+#: built; more would fill with input blocks read once and grow with the width.
+GDAL_CACHE_BYTES = 8 << 20
 
 #: Largest raster side GDAL may claim before we call the header a lie.
 MAX_SIDE = 4_000_000
@@ -78,7 +81,7 @@ DISK_FULL_MARGIN = 16 << 20
 def gdal_env(**options: Any) -> rasterio.Env:
     """A rasterio environment with roadseg's GDAL settings."""
     settings: dict[str, Any] = {
-        "GDAL_CACHEMAX": GDAL_CACHE_MB,
+        "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "CPL_LOG": os.devnull,
     }
