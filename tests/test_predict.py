@@ -352,3 +352,47 @@ def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
             assert row % PIECE_ROWS == 0
         row += len(pieces[-1][0])
     assert row == height
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "height", "width", "first"),
+    [(224, 32, 700, 2500, 0), (32, 22, 150, 1500, 0), (64, 16, 40, 30, 0), (48, 8, 300, 200, 3)],
+)
+def test_blender_weight_sum_has_the_bits_of_a_running_sum(tile, overlap, height, width, first):
+    from roadseg.predict import _Plan, _RowBlender
+    from roadseg.preprocess import Normalizer
+    from roadseg.tiling import axis_spans, weight_window
+
+    plan = _Plan(
+        height=height,
+        width=width,
+        tile=tile,
+        overlap=overlap,
+        rows=axis_spans(height, tile, overlap),
+        cols=axis_spans(width, tile, overlap),
+        bands=(1,),
+        normalizer=Normalizer((0.0,), (1.0,), "unit"),
+    )
+    # The running sums the blender kept before (acc and wsum, slid together).
+    c0 = plan.cols[0].start
+    padded = plan.cols[-1].stop - c0
+    acc = np.zeros((tile, padded), np.float32)
+    wsum = np.zeros((tile, padded), np.float32)
+    w = weight_window(tile, overlap)
+    top = plan.rows[first].start
+    blender = _RowBlender(plan, first)
+    rng = np.random.default_rng(tile + overlap)
+    for i in range(first, len(plan.rows)):
+        for j, cs in enumerate(plan.cols):
+            prob = rng.random((tile, tile), dtype=np.float32)
+            acc[:, cs.start - c0 : cs.stop - c0] += prob * w
+            wsum[:, cs.start - c0 : cs.stop - c0] += w
+            done = blender.add(i, j, prob)
+        end = plan.rows[i + 1].start if i + 1 < len(plan.rows) else plan.rows[i].stop
+        n = end - top
+        lo, hi = max(0, -top), min(n, height - top)
+        expected = acc[lo:hi, -c0 : -c0 + width] / wsum[lo:hi, -c0 : -c0 + width]
+        np.testing.assert_array_equal(done.view(np.uint32), expected.view(np.uint32))
+        acc[:-n], wsum[:-n] = acc[n:], wsum[n:]
+        acc[-n:], wsum[-n:] = 0.0, 0.0
+        top = end
