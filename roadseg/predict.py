@@ -496,6 +496,104 @@ class HalvingInfer:
         return self(batch)
 
 
+# --------------------------------------------------------------------------- GPU batch size
+
+
+#: Activation tensors held per channel of each resolution level (encoder and
+#: decoder together) in the batch-size estimate below. Deliberately generous:
+#: the estimate only picks a starting size, and :class:`HalvingInfer` halves
+#: a batch that still does not fit.
+ACTIVATIONS_PER_LEVEL = 12
+#: Share of the free GPU memory left unplanned (cuDNN workspaces, fragmentation).
+GPU_HEADROOM = 0.25
+#: Largest starting batch: beyond this a GPU is busy anyway.
+MAX_AUTO_BATCH = 64
+
+
+def tile_activation_bytes(tile: int, filters: tuple[int, ...], dtype_bytes: int) -> int:
+    """Estimated activation memory of one ``tile`` x ``tile`` tile through the
+    ResUNet with encoder ``filters`` (each level halves the side)."""
+    per_pixel = sum(f / 4**level for level, f in enumerate(filters))
+    return int(ACTIVATIONS_PER_LEVEL * per_pixel * tile * tile * dtype_bytes)
+
+
+def batch_for_free_memory(
+    free_bytes: int,
+    per_tile_bytes: int,
+    *,
+    headroom: float = GPU_HEADROOM,
+    most: int = MAX_AUTO_BATCH,
+) -> int:
+    """The largest batch whose tiles fit in ``free_bytes`` (at least 1, at most ``most``).
+
+    Raises:
+        ValueError: ``per_tile_bytes`` is not positive or ``headroom`` not in [0, 1).
+    """
+    if per_tile_bytes <= 0:
+        raise ValueError(f"per-tile bytes must be positive, got {per_tile_bytes}")
+    if not 0.0 <= headroom < 1.0:
+        raise ValueError(f"headroom must lie in [0, 1), got {headroom}")
+    usable = int(free_bytes * (1.0 - headroom))
+    return max(1, min(most, usable // per_tile_bytes))
+
+
+def gpu_free_bytes(run: Callable[..., Any] | None = None) -> int | None:
+    """Free memory of the first visible NVIDIA GPU, from ``nvidia-smi``; None
+    when it is missing or says nothing usable.
+
+    TensorFlow does not report it: ``tf.config.experimental.get_memory_info``
+    gives only the bytes TensorFlow itself uses, ``get_device_details`` only a
+    name and compute capability.
+    """
+    import subprocess
+
+    run = run or subprocess.run
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    cmd = ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"]
+    try:
+        out = run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    free: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[1].isdigit():
+            free[parts[0]] = int(parts[1]) << 20  # MiB
+    if not free:
+        return None
+    return free.get(visible, next(iter(free.values())))
+
+
+def starting_batch_size(
+    requested: int,
+    tile: int,
+    filters: tuple[int, ...],
+    dtype_bytes: int,
+    *,
+    has_gpu: Callable[[], bool] | None = None,
+    free_bytes: Callable[[], int | None] = gpu_free_bytes,
+) -> int:
+    """The batch size to start with: ``requested`` on a CPU, else the largest
+    batch the free GPU memory holds by :func:`tile_activation_bytes`.
+
+    Falls back to ``requested`` when the free memory or the model's widths
+    (``filters``, empty for a plain Keras file) are unknown.
+    """
+    if has_gpu is None:
+
+        def has_gpu() -> bool:
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+
+    if not filters or not has_gpu():
+        return requested
+    free = free_bytes()
+    if free is None:
+        return requested
+    return batch_for_free_memory(free, tile_activation_bytes(tile, filters, dtype_bytes))
+
+
 # --------------------------------------------------------------------------- blender
 
 
