@@ -398,6 +398,18 @@ class _maybe_atomic:
 _DONE = object()
 
 
+#: Widest read of one strip, in pixels: a strip is read a few tile columns at a
+#: time so the reader's buffers do not grow with the raster's width.
+READ_CHUNK_PX = 2048
+
+
+def _column_chunks(cols: list[Span], overlap: int, chunk_px: int) -> list[range]:
+    """Consecutive runs of tile columns, each spanning at most about ``chunk_px`` pixels."""
+    stride = max(1, cols[0].size - overlap)
+    per = max(1, (chunk_px - overlap) // stride)
+    return [range(j, min(j + per, len(cols))) for j in range(0, len(cols), per)]
+
+
 def _iter_batches(
     src: rasterio.io.DatasetReader,
     plan: _Plan,
@@ -405,43 +417,54 @@ def _iter_batches(
     valid_rows: dict[int, np.ndarray],
     first: int = 0,
     last: int | None = None,
+    chunk_px: int = READ_CHUNK_PX,
 ) -> Iterator[tuple[np.ndarray, list[tuple[int, int]]]]:
     """Batches of normalised tiles of tile rows ``first`` to ``last`` (default:
     the last), with their (tile row, tile column) indices.
 
     Batches run across tile rows, so only the very last batch can be short.
     For each tile row, the validity mask of its image rows is stored in
-    ``valid_rows`` before its first tile is yielded.
+    ``valid_rows`` before its first tile is yielded, and is complete before
+    its last tile is.
+
+    Each strip of tiles is read ``chunk_px`` pixels wide at a time (a few tile
+    columns), so the reader holds a few MB whatever the raster's width (a
+    whole 16384 px strip with its masks and copies was about 60 MB).
     """
-    t = plan.tile
-    c0, c1 = plan.cols[0].start, plan.cols[-1].stop
-    col_idx = reflect_index(np.arange(c0, c1), plan.width)
     bands = len(plan.bands)
-    batch = np.empty((batch_size, t, t, bands), dtype=np.float32)
+    batch = np.empty((batch_size, plan.tile, plan.tile, bands), dtype=np.float32)
     where: list[tuple[int, int]] = []
+    chunks = _column_chunks(plan.cols, plan.overlap, chunk_px)
     for i, rspan in enumerate(plan.rows):
         if i < first:  # a resumed run or a region: these tile rows only touch finished rows
             continue
         if last is not None and i > last:
             break
         row_idx = reflect_index(np.arange(rspan.start, rspan.stop), plan.height)
-        data, valid = read_rows(src, row_idx, col_idx, plan.bands)
-        if data.dtype.kind == "f":
-            valid &= np.all(np.isfinite(data), axis=-1)
         # The image rows of this strip, unreflected, for the writer's nodata.
         top, bottom = max(rspan.start, 0), min(rspan.stop, plan.height)
-        valid_rows[i] = valid[top - rspan.start : bottom - rspan.start, -c0 : -c0 + plan.width]
-        for j, cspan in enumerate(plan.cols):
-            # Normalised tile by tile: the strip stays in the input's dtype, so
-            # no float copy of a whole strip (44 MB at 16384 px wide) exists.
-            cols = slice(cspan.start - c0, cspan.stop - c0)
-            batch[len(where)] = plan.normalizer(data[:, cols], valid[:, cols])
-            where.append((i, j))
-            if len(where) == batch_size:
-                yield batch.copy(), where
-                where = []
+        strip_valid = np.empty((bottom - top, plan.width), dtype=bool)
+        valid_rows[i] = strip_valid  # filled chunk by chunk below
+        for chunk in chunks:
+            a, b = plan.cols[chunk[0]].start, plan.cols[chunk[-1]].stop
+            col_idx = reflect_index(np.arange(a, b), plan.width)
+            data, valid = read_rows(src, row_idx, col_idx, plan.bands)
+            if data.dtype.kind == "f":
+                valid &= np.all(np.isfinite(data), axis=-1)
+            lo, hi = max(a, 0), min(b, plan.width)
+            strip_valid[:, lo:hi] = valid[top - rspan.start : bottom - rspan.start, lo - a : hi - a]
+            for j in chunk:
+                cspan = plan.cols[j]
+                cols = slice(cspan.start - a, cspan.stop - a)
+                # Normalised tile by tile: the chunk stays in the input's dtype.
+                plan.normalizer(data[:, cols], valid[:, cols], out=batch[len(where)])
+                where.append((i, j))
+                if len(where) == batch_size:
+                    yield batch, where  # handed over whole: a new one is filled next
+                    batch = np.empty_like(batch)
+                    where = []
     if where:
-        yield batch[: len(where)].copy(), where
+        yield batch[: len(where)], where
 
 
 def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
@@ -527,7 +550,112 @@ class HalvingInfer:
         return self(batch)
 
 
+# --------------------------------------------------------------------------- GPU batch size
+
+
+#: Activation tensors held per channel of each resolution level (encoder and
+#: decoder together) in the batch-size estimate below. Deliberately generous:
+#: the estimate only picks a starting size, and :class:`HalvingInfer` halves
+#: a batch that still does not fit.
+ACTIVATIONS_PER_LEVEL = 12
+#: Share of the free GPU memory left unplanned (cuDNN workspaces, fragmentation).
+GPU_HEADROOM = 0.25
+#: Largest starting batch: beyond this a GPU is busy anyway.
+MAX_AUTO_BATCH = 64
+
+
+def tile_activation_bytes(tile: int, filters: tuple[int, ...], dtype_bytes: int) -> int:
+    """Estimated activation memory of one ``tile`` x ``tile`` tile through the
+    ResUNet with encoder ``filters`` (each level halves the side)."""
+    per_pixel = sum(f / 4**level for level, f in enumerate(filters))
+    return int(ACTIVATIONS_PER_LEVEL * per_pixel * tile * tile * dtype_bytes)
+
+
+def batch_for_free_memory(
+    free_bytes: int,
+    per_tile_bytes: int,
+    *,
+    headroom: float = GPU_HEADROOM,
+    most: int = MAX_AUTO_BATCH,
+) -> int:
+    """The largest batch whose tiles fit in ``free_bytes`` (at least 1, at most ``most``).
+
+    Raises:
+        ValueError: ``per_tile_bytes`` is not positive or ``headroom`` not in [0, 1).
+    """
+    if per_tile_bytes <= 0:
+        raise ValueError(f"per-tile bytes must be positive, got {per_tile_bytes}")
+    if not 0.0 <= headroom < 1.0:
+        raise ValueError(f"headroom must lie in [0, 1), got {headroom}")
+    usable = int(free_bytes * (1.0 - headroom))
+    return max(1, min(most, usable // per_tile_bytes))
+
+
+def gpu_free_bytes(run: Callable[..., Any] | None = None) -> int | None:
+    """Free memory of the first visible NVIDIA GPU, from ``nvidia-smi``; None
+    when it is missing or says nothing usable.
+
+    TensorFlow does not report it: ``tf.config.experimental.get_memory_info``
+    gives only the bytes TensorFlow itself uses, ``get_device_details`` only a
+    name and compute capability.
+    """
+    import subprocess
+
+    run = run or subprocess.run
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+    cmd = ["nvidia-smi", "--query-gpu=index,memory.free", "--format=csv,noheader,nounits"]
+    try:
+        out = run(cmd, capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    free: dict[str, int] = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[1].isdigit():
+            free[parts[0]] = int(parts[1]) << 20  # MiB
+    if not free:
+        return None
+    return free.get(visible, next(iter(free.values())))
+
+
+def starting_batch_size(
+    requested: int,
+    tile: int,
+    filters: tuple[int, ...],
+    dtype_bytes: int,
+    *,
+    has_gpu: Callable[[], bool] | None = None,
+    free_bytes: Callable[[], int | None] = gpu_free_bytes,
+) -> int:
+    """The batch size to start with: ``requested`` on a CPU, else the largest
+    batch the free GPU memory holds by :func:`tile_activation_bytes`.
+
+    Falls back to ``requested`` when the free memory or the model's widths
+    (``filters``, empty for a plain Keras file) are unknown.
+    """
+    if has_gpu is None:
+
+        def has_gpu() -> bool:
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+
+    if not filters or not has_gpu():
+        return requested
+    free = free_bytes()
+    if free is None:
+        return requested
+    return batch_for_free_memory(free, tile_activation_bytes(tile, filters, dtype_bytes))
+
+
 # --------------------------------------------------------------------------- blender
+
+
+#: Rows per piece handed to the writer; divides its 256-row block.
+PIECE_ROWS = 64
+
+#: Columns of the weight sum computed at a time when rows are finished.
+WEIGHT_CHUNK_PX = 1024
 
 
 class _RowBlender:
@@ -535,6 +663,11 @@ class _RowBlender:
 
     The buffer is one tile high and spans the padded width. After tile row i
     is complete, the rows above the start of tile row i + 1 are final.
+
+    The sum of the weights is not kept beside it (another buffer as large):
+    it depends only on the tile grid, and :meth:`_weight_sum` computes it for
+    the finished rows, a column chunk at a time, adding the same weights in
+    the same order as a running sum would, so its bits are the same.
     """
 
     def __init__(self, plan: _Plan, first: int = 0) -> None:
@@ -542,10 +675,12 @@ class _RowBlender:
         self.c0 = plan.cols[0].start
         width = plan.cols[-1].stop - self.c0
         self.acc = np.zeros((plan.tile, width), dtype=np.float32)
-        self.wsum = np.zeros((plan.tile, width), dtype=np.float32)
         self.weights = weight_window(plan.tile, plan.overlap)
+        self.first = first  # earlier tile rows are never added
         self.top = plan.rows[first].start  # image row of acc[0]
+        self.done_row = 0  # image row of the first row _finish last returned
         self.pending = [len(plan.cols)] * len(plan.rows)
+        self._col_starts = np.array([c.start - self.c0 for c in plan.cols])
 
     def add(self, i: int, j: int, prob: np.ndarray) -> np.ndarray | None:
         """Add one tile; return finished image rows when tile row ``i`` completes."""
@@ -554,26 +689,77 @@ class _RowBlender:
         c = cspan.start - self.c0
         t = self.plan.tile
         self.acc[r : r + t, c : c + t] += prob * self.weights
-        self.wsum[r : r + t, c : c + t] += self.weights
         self.pending[i] -= 1
         if self.pending[i]:
             return None
         end = self.plan.rows[i + 1].start if i + 1 < len(self.plan.rows) else rspan.stop
-        return self._finish(end)
+        return self._finish(i, end)
 
-    def _finish(self, end: int) -> np.ndarray:
+    def pieces(
+        self, done: np.ndarray, valid: np.ndarray
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The rows :meth:`add` just returned, with their validity mask, cut
+        at image rows that are multiples of :data:`PIECE_ROWS`.
+
+        The writer buffers rows until it has a whole 256-row block, and keeps
+        what lies beyond it; given 192-row blocks it held and copied up to 448
+        rows of float32 (29 MB at 16384 px wide). Pieces that end on a
+        multiple of 64 fill its blocks exactly, so it never holds more than
+        one block, and a full queue holds a quarter as much.
+        """
+        row = self.done_row
+        k = 0
+        while k < done.shape[0]:
+            step = PIECE_ROWS - (row + k) % PIECE_ROWS
+            yield done[k : k + step], valid[k : min(k + step, done.shape[0])]
+            k += step
+
+    def _finish(self, i: int, end: int) -> np.ndarray:
         n = end - self.top
         lo = max(0, -self.top)  # skip reflected rows above the image
+        self.done_row = self.top + lo
         hi = min(n, self.plan.height - self.top)
-        cols = slice(-self.c0, -self.c0 + self.plan.width)
-        done = self.acc[lo:hi, cols] / self.wsum[lo:hi, cols]
+        done = np.empty((max(hi - lo, 0), self.plan.width), dtype=np.float32)
+        for x0 in range(0, self.plan.width, WEIGHT_CHUNK_PX):
+            x1 = min(x0 + WEIGHT_CHUNK_PX, self.plan.width)
+            b0, b1 = x0 - self.c0, x1 - self.c0  # buffer columns
+            wsum = self._weight_sum(i, self.top + lo, self.top + hi, b0, b1)
+            np.divide(self.acc[lo:hi, b0:b1], wsum, out=done[:, x0:x1])
         # Slide the buffer up by n rows.
         self.acc[:-n] = self.acc[n:]
         self.acc[-n:] = 0.0
-        self.wsum[:-n] = self.wsum[n:]
-        self.wsum[-n:] = 0.0
         self.top = end
         return done
+
+    def _weight_sum(self, i: int, r0: int, r1: int, b0: int, b1: int) -> np.ndarray:
+        """Sum of the weights of tile rows ``first..i`` over image rows
+        ``[r0, r1)`` and buffer columns ``[b0, b1)``.
+
+        Added tile row by tile row, then column by column, from 0: the order
+        in which :meth:`add` adds the tiles, so every float32 value is what a
+        running sum of whole weight windows would hold.
+        """
+        t = self.plan.tile
+        out = np.zeros((max(r1 - r0, 0), b1 - b0), dtype=np.float32)
+        ks = []
+        k = i
+        while k >= self.first and self.plan.rows[k].stop > r0:
+            ks.append(k)
+            k -= 1
+        starts = self._col_starts
+        j0 = int(np.searchsorted(starts + t, b0, side="right"))
+        j1 = int(np.searchsorted(starts, b1, side="left"))
+        for k in reversed(ks):
+            rs = self.plan.rows[k]
+            a, b = max(r0, rs.start), min(r1, rs.stop)
+            if a >= b:
+                continue
+            for c in starts[j0:j1]:
+                ca, cb = max(b0, c), min(b1, c + t)
+                out[a - r0 : b - r0, ca - b0 : cb - b0] += self.weights[
+                    a - rs.start : b - rs.start, ca - c : cb - c
+                ]
+        return out
 
 
 # --------------------------------------------------------------------------- writer
@@ -858,7 +1044,8 @@ def predict_rows(
                 done = blender.add(i, j, prob)
                 if done is not None:
                     # A tile row finishes fewer rows than it covers.
-                    wq.put((done, valid_rows.pop(i)[: done.shape[0]]))
+                    for piece in blender.pieces(done, valid_rows.pop(i)):
+                        wq.put(piece)
             bar.update(len(where))
             if errors:
                 raise errors[0]

@@ -9,6 +9,7 @@ the whole raster, so it costs a bounded amount of memory whatever its size.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Sequence
@@ -35,13 +36,36 @@ class Normalizer:
     high: tuple[float, ...]
     method: str
 
-    def __call__(self, data: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    def __call__(
+        self, data: np.ndarray, valid: np.ndarray | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Normalise ``(..., bands)`` data to float32 in [0, 1].
 
         Non-finite values are set to 0 (and should be marked invalid). 64-bit
         data is stretched in float64, so values beyond float32's range (or
-        its precision) do not overflow.
+        its precision) do not overflow. With ``out`` (float32, the shape of
+        ``data``) the result is written there and returned.
         """
+        if data.dtype in _LUT_DTYPES:
+            # 8- and 16-bit values index a table of their normalised values,
+            # computed by the same arithmetic: half the time, the same bits.
+            table = _table(self.low, self.high, self.method, data.dtype.str)
+            if out is None:
+                out = np.empty(data.shape, dtype=np.float32)
+            for b in range(data.shape[-1]):
+                # (every index is in the table, so "clip" only skips a buffered copy)
+                np.take(table[b], data[..., b], out=out[..., b], mode="clip")
+        else:
+            result = self._stretch(data)
+            if out is None:
+                out = result
+            else:
+                out[...] = result
+        if valid is not None and not valid.all():
+            out[~valid] = 0.0
+        return out
+
+    def _stretch(self, data: np.ndarray) -> np.ndarray:
         wide = np.float64 if data.dtype.itemsize == 8 else np.float32
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             low = np.asarray(self.low, dtype=wide)
@@ -49,10 +73,19 @@ class Normalizer:
             out = (data.astype(wide, copy=False) - low) * scale
         np.clip(out, 0.0, 1.0, out=out)
         out[~np.isfinite(out)] = 0.0
-        out = out.astype(np.float32, copy=False)
-        if valid is not None:
-            out[~valid] = 0.0
-        return out
+        return out.astype(np.float32, copy=False)
+
+
+#: Input dtypes normalised through a lookup table (every value is an index).
+_LUT_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
+
+
+@functools.lru_cache(maxsize=8)
+def _table(low: tuple[float, ...], high: tuple[float, ...], method: str, dtype: str) -> np.ndarray:
+    """``(bands, values)`` float32: every value of ``dtype`` normalised per band."""
+    values = np.arange(np.iinfo(np.dtype(dtype)).max + 1, dtype=dtype)
+    grid = np.repeat(values[:, None], len(low), axis=1)
+    return np.ascontiguousarray(Normalizer(low, high, method)._stretch(grid).T)
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

@@ -48,9 +48,12 @@ SUPPORTED_DTYPES = frozenset(
     }
 )
 
-#: GDAL block cache for roadseg's own reads and writes: enough for a few block
-#: rows of a wide raster, far below GDAL's default of 5 % of RAM.
-GDAL_CACHE_MB = 256
+#: GDAL block cache for roadseg's own reads and writes, in bytes: rasterio hands
+#: GDAL_CACHEMAX to GDALSetCacheMax64, so a plain 256 (meant as MB, as GDAL reads
+#: the environment variable) was a 256-byte cache, i.e. none. A few MB hold the
+#: blocks that neighbouring read chunks share and a block row of overviews being
+#: built; more would fill with input blocks read once and grow with the width.
+GDAL_CACHE_BYTES = 8 << 20
 
 #: Largest raster side GDAL may claim before we call the header a lie.
 MAX_SIDE = 4_000_000
@@ -78,7 +81,7 @@ DISK_FULL_MARGIN = 16 << 20
 def gdal_env(**options: Any) -> rasterio.Env:
     """A rasterio environment with roadseg's GDAL settings."""
     settings: dict[str, Any] = {
-        "GDAL_CACHEMAX": GDAL_CACHE_MB,
+        "GDAL_CACHEMAX": GDAL_CACHE_BYTES,
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "CPL_LOG": os.devnull,
     }
@@ -742,16 +745,26 @@ def read_rows(
     c0, c1 = int(col_idx.min()), int(col_idx.max()) + 1
     window = Window(c0, r0, c1 - c0, r1 - r0)
     unique = sorted(set(bands))
+    data = np.empty((r1 - r0, c1 - c0, len(bands)), dtype=src.dtypes[bands[0] - 1])
     try:
-        block = src.read(unique, window=window)  # (b, h, w)
+        # GDAL fills the (rows, cols, bands) array through a strided view, in
+        # the requested band order: no planar copy to stack and reorder.
+        src.read(list(bands), window=window, out=np.moveaxis(data, -1, 0))
         masks = src.read_masks(unique, window=window)
     except (RasterioError, OSError) as exc:
         raise corrupt(display_name(src), exc) from None
-    pos = {b: i for i, b in enumerate(unique)}
-    order = [pos[b] for b in bands]
-    rr = (row_idx - r0)[:, None]
-    cc = (col_idx - c0)[None, :]
-    data = np.stack([block[i][rr, cc] for i in order], axis=-1)
     # GDAL's per-band masks: a pixel is nodata if any used band says so.
-    valid = np.all(masks[[pos[b] for b in unique]] > 0, axis=0)[rr, cc]
+    valid = masks[0] > 0 if len(unique) == 1 else np.all(masks > 0, axis=0)
+    # Only the reflected margins need a gather; inside the raster the indices
+    # are the window itself.
+    rows, cols = row_idx - r0, col_idx - c0
+    if not _is_range(rows, r1 - r0):
+        data, valid = data[rows], valid[rows]
+    if not _is_range(cols, c1 - c0):
+        data, valid = data[:, cols], valid[:, cols]
     return data, valid
+
+
+def _is_range(idx: np.ndarray, n: int) -> bool:
+    """Whether ``idx`` is exactly ``0, 1, ..., n - 1``."""
+    return len(idx) == n and bool(idx[0] == 0) and bool(np.all(np.diff(idx) == 1))

@@ -18,7 +18,7 @@ memory is its own. Nothing here is a test: it prints what it measured.
 
 Usage:
     python scripts/bench_predict_targets.py --size 8192 --big 16384 [--model M.keras]
-        [--sections 1,2,3,4,5,6] [--width-model full|bundled]
+        [--sections 1,2,3,4,5,6] [--width-model full|bundled] [--repeat N]
 """
 
 from __future__ import annotations
@@ -157,6 +157,13 @@ def main() -> int:
     )
     p.add_argument("--sections", default="1,2,3,4,5,6")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="repeat sections 2 and 3 (each time: whole predict, then model-only and "
+        "predict_raster back to back, then the big size), for timings on a shared machine",
+    )
     p.add_argument("--workdir", type=Path, default=None)
     args = p.parse_args()
     sections = {int(s) for s in args.sections.split(",")}
@@ -212,7 +219,8 @@ def main() -> int:
             f"mean |dp| {np.abs(a - b).mean():.4f}, mask IoU {iou(a >= th, b >= th):.4f}",
         )
 
-    if 2 in sections or 3 in sections:
+    for rep in range(args.repeat if (2 in sections or 3 in sections) else 0):
+        run = f" (run {rep + 1})" if args.repeat > 1 else ""
         src, _ = scene(args.size)
         wall, rss = child(
             predict_cmd(src, work / "p.tif", model, "--batch-size", str(args.batch_size))
@@ -225,23 +233,23 @@ def main() -> int:
         if 2 in sections:
             row(
                 "2",
-                f"predict {args.size}^2 ({tiles} tiles, {prec})",
+                f"predict {args.size}^2 ({tiles} tiles, {prec}){run}",
                 f"{wall:.1f} s, {tiles / wall:.1f} tiles/s, {args.size**2 / wall / 1e6:.2f} Mpix/s",
             )
             row(
                 "2",
-                "model-only, same tiles",
+                f"model-only, same tiles{run}",
                 f"{mo:.1f} s; whole predict process/model = {wall / mo:.2f}x",
             )
             inside, in_model = pipeline_only(src, work / "p_in.tif", model, args.batch_size)
             row(
                 "2",
-                "predict_raster after start-up (model loaded; incl. tracing, COG, overviews)",
+                "predict_raster after start-up (model loaded; tracing, COG, overviews)" + run,
                 f"{inside:.1f} s ({in_model:.1f} s inside model calls); "
                 f"pipeline/model-only = {inside / mo:.2f}x",
             )
         if 3 in sections:
-            row("3", f"peak RSS {args.size}^2", f"{rss:.0f} MB")
+            row("3", f"peak RSS {args.size}^2{run}", f"{rss:.0f} MB")
             if args.big:
                 big, _ = scene(args.big)
                 wall_b, rss_b = child(
@@ -249,7 +257,7 @@ def main() -> int:
                 )
                 row(
                     "3",
-                    f"peak RSS {args.big}^2",
+                    f"peak RSS {args.big}^2{run}",
                     f"{rss_b:.0f} MB ({(rss_b / rss - 1) * 100:+.1f} %), {wall_b:.0f} s",
                 )
 

@@ -274,3 +274,181 @@ def test_other_errors_are_not_taken_for_out_of_memory(make_geotiff, tmp_path) ->
     with pytest.raises(ValueError, match="not memory"):
         predict_raster(src, tmp_path / "o.tif", fake_model(), PredictOptions(), infer_fn=broken)
     assert not (tmp_path / "o.tif").exists()
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype) -> None:
+    from roadseg.predict import _iter_batches, _Plan
+    from roadseg.preprocess import compute_normalizer
+    from roadseg.tiling import axis_spans
+
+    rng = np.random.default_rng(5)
+    data = rng.integers(0, 1000, (3, 150, 301)).astype(dtype)
+    data[:, 40:90, 100:180] = 0  # nodata across chunk seams
+    if dtype == np.float32:
+        data[1, 5, 7] = np.nan
+    src_path = make_geotiff(data, nodata=0)
+    with rasterio.open(src_path) as src:
+        plan = _Plan(
+            height=src.height,
+            width=src.width,
+            tile=32,
+            overlap=8,
+            rows=axis_spans(src.height, 32, 8),
+            cols=axis_spans(src.width, 32, 8),
+            bands=(3, 1, 2),
+            normalizer=compute_normalizer(src, (3, 1, 2)),
+        )
+
+        def collect(chunk_px: int) -> tuple[list, dict[int, np.ndarray]]:
+            valid: dict[int, np.ndarray] = {}
+            batches = [(b, w) for b, w in _iter_batches(src, plan, 7, valid, 1, chunk_px=chunk_px)]
+            return batches, valid
+
+        whole, whole_valid = collect(10_000)
+        for chunk_px in (1, 50, 77):
+            chunked, chunked_valid = collect(chunk_px)
+            assert [w for _, w in chunked] == [w for _, w in whole]
+            for (a, _), (b, _) in zip(chunked, whole, strict=True):
+                np.testing.assert_array_equal(a, b)
+            assert whole_valid.keys() == chunked_valid.keys()
+            for i, v in whole_valid.items():
+                np.testing.assert_array_equal(chunked_valid[i], v)
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "height"), [(224, 32, 1000), (64, 16, 300), (96, 40, 77)]
+)
+def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
+    tile, overlap, height
+) -> None:
+    from roadseg.predict import PIECE_ROWS, _Plan, _RowBlender
+    from roadseg.preprocess import Normalizer
+    from roadseg.tiling import axis_spans
+
+    plan = _Plan(
+        height=height,
+        width=50,
+        tile=tile,
+        overlap=overlap,
+        rows=axis_spans(height, tile, overlap),
+        cols=axis_spans(50, tile, overlap),
+        bands=(1,),
+        normalizer=Normalizer((0.0,), (1.0,), "unit"),
+    )
+    blender = _RowBlender(plan)
+    rng = np.random.default_rng(0)
+    row = 0
+    for i in range(len(plan.rows)):
+        for j in range(len(plan.cols)):
+            done = blender.add(i, j, rng.random((tile, tile), dtype=np.float32))
+        assert done is not None
+        valid = rng.random((done.shape[0] + 3, 50)) > 0.5  # a strip mask is taller
+        pieces = list(blender.pieces(done, valid))
+        np.testing.assert_array_equal(np.concatenate([p for p, _ in pieces]), done)
+        np.testing.assert_array_equal(np.concatenate([v for _, v in pieces]), valid[: len(done)])
+        for p, _ in pieces[:-1]:
+            row += len(p)
+            assert row % PIECE_ROWS == 0
+        row += len(pieces[-1][0])
+    assert row == height
+
+
+@pytest.mark.parametrize(
+    ("tile", "overlap", "height", "width", "first"),
+    [(224, 32, 700, 2500, 0), (32, 22, 150, 1500, 0), (64, 16, 40, 30, 0), (48, 8, 300, 200, 3)],
+)
+def test_blender_weight_sum_has_the_bits_of_a_running_sum(tile, overlap, height, width, first):
+    from roadseg.predict import _Plan, _RowBlender
+    from roadseg.preprocess import Normalizer
+    from roadseg.tiling import axis_spans, weight_window
+
+    plan = _Plan(
+        height=height,
+        width=width,
+        tile=tile,
+        overlap=overlap,
+        rows=axis_spans(height, tile, overlap),
+        cols=axis_spans(width, tile, overlap),
+        bands=(1,),
+        normalizer=Normalizer((0.0,), (1.0,), "unit"),
+    )
+    # The running sums the blender kept before (acc and wsum, slid together).
+    c0 = plan.cols[0].start
+    padded = plan.cols[-1].stop - c0
+    acc = np.zeros((tile, padded), np.float32)
+    wsum = np.zeros((tile, padded), np.float32)
+    w = weight_window(tile, overlap)
+    top = plan.rows[first].start
+    blender = _RowBlender(plan, first)
+    rng = np.random.default_rng(tile + overlap)
+    for i in range(first, len(plan.rows)):
+        for j, cs in enumerate(plan.cols):
+            prob = rng.random((tile, tile), dtype=np.float32)
+            acc[:, cs.start - c0 : cs.stop - c0] += prob * w
+            wsum[:, cs.start - c0 : cs.stop - c0] += w
+            done = blender.add(i, j, prob)
+        end = plan.rows[i + 1].start if i + 1 < len(plan.rows) else plan.rows[i].stop
+        n = end - top
+        lo, hi = max(0, -top), min(n, height - top)
+        expected = acc[lo:hi, -c0 : -c0 + width] / wsum[lo:hi, -c0 : -c0 + width]
+        np.testing.assert_array_equal(done.view(np.uint32), expected.view(np.uint32))
+        acc[:-n], wsum[:-n] = acc[n:], wsum[n:]
+        acc[-n:], wsum[-n:] = 0.0, 0.0
+        top = end
+
+
+def test_batch_for_free_memory_arithmetic() -> None:
+    from roadseg.predict import batch_for_free_memory, tile_activation_bytes
+
+    # 12 tensors x (64 + 128/4 + 256/16 + 512/64 = 120 channels/pixel) x 224^2 px x 2 bytes
+    per_tile = tile_activation_bytes(224, (64, 128, 256, 512), 2)
+    assert per_tile == 12 * 120 * 224 * 224 * 2
+    assert batch_for_free_memory(16 * per_tile, per_tile, headroom=0.25) == 12
+    assert batch_for_free_memory(per_tile // 3, per_tile) == 1  # never below one tile
+    assert batch_for_free_memory(10**15, per_tile) == 64  # capped
+    with pytest.raises(ValueError, match="positive"):
+        batch_for_free_memory(10**9, 0)
+    with pytest.raises(ValueError, match="headroom"):
+        batch_for_free_memory(10**9, 1, headroom=1.0)
+
+
+def test_starting_batch_size_without_a_gpu_is_the_requested_one() -> None:
+    from roadseg.predict import starting_batch_size
+
+    def no_query() -> int:
+        raise AssertionError("free memory asked without a GPU")
+
+    filters = (64, 128, 256, 512)
+    # This machine has no GPU: TensorFlow's own answer.
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=no_query) == 8
+    assert starting_batch_size(8, 224, filters, 2, has_gpu=lambda: False) == 8
+    gpu = {"has_gpu": lambda: True}
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=lambda: None, **gpu) == 8
+    assert starting_batch_size(8, 224, (), 2, free_bytes=lambda: 10**12, **gpu) == 8
+    per_tile = 12 * 120 * 224 * 224 * 2
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=lambda: 40 * per_tile, **gpu) == 30
+
+
+def test_gpu_free_bytes_reads_nvidia_smi(monkeypatch) -> None:
+    import subprocess
+
+    from roadseg.predict import gpu_free_bytes
+
+    def smi(stdout: str):
+        def run(cmd, **kw):
+            assert cmd[0] == "nvidia-smi"
+            return subprocess.CompletedProcess(cmd, 0, stdout=stdout)
+
+        return run
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_free_bytes(smi("0, 10000\n1, 2000\n")) == 10000 << 20
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpu_free_bytes(smi("0, 10000\n1, 2000\n")) == 2000 << 20
+    assert gpu_free_bytes(smi("[N/A]\n")) is None
+
+    def missing(cmd, **kw):
+        raise FileNotFoundError(cmd[0])
+
+    assert gpu_free_bytes(missing) is None
