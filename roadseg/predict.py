@@ -781,6 +781,37 @@ def encode_rows(
     return bands
 
 
+class EncodedRows:
+    """Finished rows, encoded as the outputs store them (:func:`encode_rows`),
+    waiting to make whole blocks.
+
+    Rows are encoded as they arrive, a piece at a time, so what waits is
+    uint8 (or the float32 of ``--float``), never float32 probabilities with
+    a mask beside them, and the encoding's temporaries are a piece high.
+    """
+
+    def __init__(self, threshold: float, as_float: bool, mask: bool) -> None:
+        self.threshold, self.as_float, self.mask = threshold, as_float, mask
+        self.parts: list[list[np.ndarray]] = []
+        self.rows = 0
+
+    def push(self, prob: np.ndarray, valid: np.ndarray) -> None:
+        if prob.shape[0]:
+            self.parts.append(encode_rows(prob, valid, self.threshold, self.as_float, self.mask))
+            self.rows += prob.shape[0]
+
+    def take(self, n: int) -> list[np.ndarray]:
+        """The first ``n`` rows of each band; the rest stays."""
+        bands = [
+            parts[0] if len(self.parts) == 1 else np.concatenate(parts)
+            for parts in zip(*self.parts, strict=True)
+        ]
+        rest = [b[n:] for b in bands]
+        self.parts = [rest] if rest[0].shape[0] else []
+        self.rows -= n
+        return [b[:n] for b in bands]
+
+
 class _BlockWriter:
     """Writes finished rows in whole block rows (256), so GDAL never has to
     re-read or re-compress a block."""
@@ -794,10 +825,8 @@ class _BlockWriter:
         block: int = 256,
     ) -> None:
         self.dst, self.mask_dst = dst, mask_dst
-        self.threshold, self.as_float = threshold, as_float
         self.block = block
-        self.buf: list[tuple[np.ndarray, np.ndarray]] = []
-        self.rows_buffered = 0
+        self.buf = EncodedRows(threshold, as_float, mask_dst is not None)
         self.row = 0
         self.journal: Any = None
         self.incoming = 0  # image row of the next row given to add()
@@ -830,29 +859,20 @@ class _BlockWriter:
             drop = min(prob.shape[0], self.row - self.incoming)
             self.incoming += drop
             prob, valid = prob[drop:], valid[drop:]
-            if not prob.shape[0]:
-                return
         self.incoming += prob.shape[0]
-        self.buf.append((prob, valid))
-        self.rows_buffered += prob.shape[0]
-        if self.rows_buffered >= self.block:
-            self._flush(final=False)
+        self.buf.push(prob, valid)
+        if self.buf.rows >= self.block:
+            self._flush(self.buf.rows // self.block * self.block)
 
     def close(self) -> None:
-        self._flush(final=True)
+        if self.buf.rows:
+            self._flush(self.buf.rows)
 
-    def _flush(self, final: bool) -> None:
-        if not self.buf:
-            return
+    def _flush(self, n: int) -> None:
         from rasterio.windows import Window
 
-        prob = np.concatenate([p for p, _ in self.buf])
-        valid = np.concatenate([v for _, v in self.buf])
-        n = prob.shape[0] if final else (prob.shape[0] // self.block) * self.block
-        keep_p, keep_v = prob[n:], valid[n:]
-        prob, valid = prob[:n], valid[:n]
-        window = Window(0, self.row, prob.shape[1], n)
-        bands = encode_rows(prob, valid, self.threshold, self.as_float, self.mask_dst is not None)
+        bands = self.buf.take(n)
+        window = Window(0, self.row, bands[0].shape[1], n)
         self.dst.write(bands[0], 1, window=window)
         if self.mask_dst is not None:
             self.mask_dst.write(bands[1], 1, window=window)
@@ -863,8 +883,6 @@ class _BlockWriter:
                     index = (self.row + k) // self.block
                     self.journal.save(index, [b[k : k + rows] for b in bands])
         self.row += n
-        self.buf = [(keep_p, keep_v)] if keep_p.shape[0] else []
-        self.rows_buffered = keep_p.shape[0]
 
 
 def _writer_thread(q: queue.Queue[Any], writer: RowSink, errors: list[BaseException]) -> None:

@@ -44,9 +44,9 @@ from roadseg.journal import RunJournal
 from roadseg.model import LoadedModel
 from roadseg.predict import (
     JOURNAL_BLOCK,
+    EncodedRows,
     PredictOptions,
     PredictResult,
-    encode_rows,
     journal_identity,
     predict_raster,
     predict_rows,
@@ -130,13 +130,9 @@ class _JournalSink:
         self, journal: RunJournal, start: int, stop: int, threshold: float, options: Any
     ) -> None:
         self.journal, self.start, self.stop = journal, start, stop
-        self.threshold = threshold
-        self.as_float = options.as_float
-        self.mask = options.mask_path is not None
-        self.row = start  # image row of buf's first row
+        self.buf = EncodedRows(threshold, options.as_float, options.mask_path is not None)
+        self.row = start  # image row of the first buffered row
         self.incoming = 0
-        self.buf: list[tuple[np.ndarray, np.ndarray]] = []
-        self.buffered = 0
 
     def skip_from(self, first_row: int) -> None:
         self.incoming = first_row
@@ -146,25 +142,17 @@ class _JournalSink:
         lo = min(n, max(0, self.start - self.incoming))
         hi = max(lo, min(n, self.stop - self.incoming))
         self.incoming += n
-        if hi > lo:
-            self.buf.append((prob[lo:hi], valid[lo:hi]))
-            self.buffered += hi - lo
-        while self.buffered >= JOURNAL_BLOCK:
+        self.buf.push(prob[lo:hi], valid[lo:hi])
+        while self.buf.rows >= JOURNAL_BLOCK:
             self._save(JOURNAL_BLOCK)
 
     def close(self) -> None:
-        if self.buffered:  # the raster's last, shorter block
-            self._save(self.buffered)
+        if self.buf.rows:  # the raster's last, shorter block
+            self._save(self.buf.rows)
 
     def _save(self, rows: int) -> None:
-        prob = np.concatenate([p for p, _ in self.buf])
-        valid = np.concatenate([v for _, v in self.buf])
-        bands = encode_rows(prob[:rows], valid[:rows], self.threshold, self.as_float, self.mask)
-        self.journal.save(self.row // JOURNAL_BLOCK, bands)
+        self.journal.save(self.row // JOURNAL_BLOCK, self.buf.take(rows))
         self.row += rows
-        rest = prob.shape[0] - rows
-        self.buf = [(prob[rows:], valid[rows:])] if rest else []
-        self.buffered = rest
 
 
 def predict_region(
