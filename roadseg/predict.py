@@ -65,15 +65,18 @@ PREVIEW_SIDE = 1024
 class PredictOptions:
     """Options of :func:`predict_raster` (None means: the model's own value).
 
-    The defaults are the CLI's: ``precision="auto"`` runs bfloat16 on a CPU
-    with AVX-512-BF16 or AMX and float16 on a GPU (see
-    :func:`roadseg.precision.resolve_precision`); pass ``"float32"`` for
-    full precision everywhere.
+    ``batch_size=None`` starts with :data:`DEFAULT_BATCH` tiles per model call
+    on a CPU, and on a GPU with as many as its free memory holds
+    (:func:`starting_batch_size`); a batch that still runs out of memory is
+    halved (:class:`HalvingInfer`). The defaults are the CLI's:
+    ``precision="auto"`` runs bfloat16 on a CPU with AVX-512-BF16 or AMX and
+    float16 on a GPU (see :func:`roadseg.precision.resolve_precision`); pass
+    ``"float32"`` for full precision everywhere.
     """
 
     tile_size: int | None = None
     overlap: int = DEFAULT_OVERLAP
-    batch_size: int = DEFAULT_BATCH
+    batch_size: int | None = None
     bands: tuple[int, ...] | None = None
     threshold: float | None = None
     mask_path: Path | None = None
@@ -277,6 +280,7 @@ class PreparedRun:
     tags: dict[str, str]
     threshold: float
     precision: str
+    batch_size: int = DEFAULT_BATCH
 
 
 def prepare_run(
@@ -312,11 +316,17 @@ def prepare_run(
         normalizer=normalizer,
     )
     precision = "identity"
+    batch = options.batch_size or DEFAULT_BATCH
     if infer_fn is None:
         configure_devices()
         precision = resolve_precision(options.precision)
         network = with_precision(model.model, precision)
         infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
+        if options.batch_size is None:
+            half = precision in ("float16", "bfloat16")
+            batch = starting_batch_size(DEFAULT_BATCH, tile, info.filters, 2 if half else 4)
+            if batch != DEFAULT_BATCH:
+                log.info("starting with %d tiles per batch (free GPU memory)", batch)
     tags = {
         "ROADSEG_VERSION": __version__,
         "ROADSEG_MODEL": model.path.name,
@@ -330,7 +340,7 @@ def prepare_run(
         "ROADSEG_TTA": options.tta,
         "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
     }
-    return PreparedRun(plan, infer_fn, tags, threshold, precision)
+    return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
 
 
 def journal_identity(
@@ -347,7 +357,7 @@ def _check_options(options: PredictOptions, tile: int, threshold: float) -> None
         validate_tiling(tile, options.overlap)
     except ValueError as exc:
         raise RoadsegError(str(exc)) from None
-    if options.batch_size < 1:
+    if options.batch_size is not None and options.batch_size < 1:
         raise RoadsegError(f"batch size must be at least 1, got {options.batch_size}")
     if options.tta not in TTA_MODES:
         raise RoadsegError(f"tta must be one of {', '.join(TTA_MODES)}, got {options.tta!r}")
@@ -1049,9 +1059,7 @@ def predict_rows(
         leave=True,
     )
     safe_infer = HalvingInfer(run.infer_fn)
-    batches = _prefetch(
-        _iter_batches(src, plan, options.batch_size, valid_rows, first, last), depth=3
-    )
+    batches = _prefetch(_iter_batches(src, plan, run.batch_size, valid_rows, first, last), depth=3)
     try:
         for batch, where in batches:
             interrupt.check()  # a Ctrl-C/SIGTERM whose exception Python swallowed

@@ -102,3 +102,33 @@ def test_a_region_without_its_journal_is_refused(make_geotiff, tiny, tmp_path) -
     other = replace(opts, overlap=8)  # not the run the journal was opened for
     with pytest.raises(RoadsegError, match="belongs to another run"):
         predict_region(src, out, tiny, other, Region(0, 0, 300))
+
+
+def test_the_starting_batch_comes_from_the_gpu_unless_given(
+    make_geotiff, tiny, tmp_path, monkeypatch
+) -> None:
+    import rasterio
+
+    import roadseg.predict as predict
+
+    asked: list[tuple] = []
+
+    def on_a_gpu(requested, tile, filters, dtype_bytes, **kw) -> int:
+        asked.append((requested, tile, tuple(filters), dtype_bytes))
+        return 24
+
+    monkeypatch.setattr(predict, "starting_batch_size", on_a_gpu)
+    src = _scene(make_geotiff, h=300)
+    with rasterio.open(src) as ds:
+        auto = predict.prepare_run(ds, src, tiny, replace(OPTIONS, batch_size=None))
+        given = predict.prepare_run(ds, src, tiny, replace(OPTIONS, batch_size=5))
+        half = predict.prepare_run(
+            ds, src, tiny, replace(OPTIONS, batch_size=None, precision="bfloat16")
+        )
+    assert (auto.batch_size, given.batch_size, half.batch_size) == (24, 5, 24)
+    assert asked == [(8, 64, (4, 8, 8, 16), 4), (8, 64, (4, 8, 8, 16), 2)]
+    out = tmp_path / "out.tif"
+    ref = tmp_path / "ref.tif"
+    predict_raster(src, out, tiny, replace(OPTIONS, batch_size=None))
+    predict_raster(src, ref, tiny, OPTIONS)
+    assert out.read_bytes() == ref.read_bytes()  # tiles do not depend on their batch

@@ -52,7 +52,13 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     show_default=True,
     help="Pixels shared by neighbouring tiles; blended with a smooth window so no seam shows.",
 )
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Tiles per model call.")
+@click.option(
+    "--batch-size",
+    type=int,
+    default=None,
+    help="Tiles per model call. Default: 8 on a CPU; on a GPU as many as its free memory "
+    "holds (halved if it still runs out of memory).",
+)
 @click.option(
     "--bands",
     callback=_bands,
@@ -145,7 +151,7 @@ def predict(
     model: str | None,
     tile_size: int | None,
     overlap: int,
-    batch_size: int,
+    batch_size: int | None,
     bands: tuple[int, ...] | None,
     threshold: float | None,
     mask_path: str | None,
@@ -205,7 +211,7 @@ def predict(
     from roadseg.predict import PredictOptions
     from roadseg.resample import predict_at_model_gsd
 
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         raise click.BadParameter("must be at least 1", param_hint="--batch-size")
     if tile_size is not None and (tile_size < 8 or tile_size % 8):
         raise click.BadParameter(
