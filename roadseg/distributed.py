@@ -55,12 +55,14 @@ DEFAULT_RETRIES = 2
 
 INSTALL_HINT = 'pip install "roadseg[dask]"'
 
-#: Environment variables that size the thread pools of the numeric libraries.
+#: Environment variables that size the thread pools of the numeric libraries
+#: (and GDAL's decompression threads, which roadseg otherwise sets to all cores).
 THREAD_ENV = (
     "OMP_NUM_THREADS",
     "MKL_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
     "TF_NUM_INTRAOP_THREADS",
+    "GDAL_NUM_THREADS",
 )
 
 Status = Literal["predicted", "skipped", "failed"]

@@ -85,8 +85,9 @@ def gdal_env(**options: Any) -> rasterio.Env:
         "GDAL_NUM_THREADS": "ALL_CPUS",
         "CPL_LOG": os.devnull,
     }
-    if "GDAL_CACHEMAX" in os.environ:  # the user's own setting wins; GDAL reads it
-        del settings["GDAL_CACHEMAX"]
+    for name in ("GDAL_CACHEMAX", "GDAL_NUM_THREADS"):
+        if name in os.environ:  # the user's own setting (or a Dask worker's) wins
+            del settings[name]
     settings.update(options)
     return rasterio.Env(**settings)
 

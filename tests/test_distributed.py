@@ -133,6 +133,7 @@ def test_threads_share_the_cores() -> None:
     assert threads_per_process(10**6) == 1
     env = thread_env(3)
     assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "3"
+    assert env["GDAL_NUM_THREADS"] == "3"
     assert env["TF_NUM_INTEROP_THREADS"] == "1"
 
 

@@ -19,6 +19,16 @@ def test_gdal_cache_is_the_intended_size_in_bytes(monkeypatch) -> None:
     assert GDAL_CACHE_BYTES >= 1 << 20
 
 
+def test_gdal_threads_are_all_cores_unless_the_environment_says(monkeypatch) -> None:
+    monkeypatch.delenv("GDAL_NUM_THREADS", raising=False)
+    with gdal_env():
+        assert get_gdal_config("GDAL_NUM_THREADS") == "ALL_CPUS"
+    # A Dask worker process limited by roadseg.distributed.thread_env(1).
+    monkeypatch.setenv("GDAL_NUM_THREADS", "1")
+    with gdal_env():
+        assert str(get_gdal_config("GDAL_NUM_THREADS")) == "1"
+
+
 @pytest.mark.parametrize("bands", [(1, 2, 3), (3, 1, 2), (2, 2, 2), (3,)])
 @pytest.mark.parametrize(
     ("rows", "cols"), [((-5, 20), (-7, 40)), ((3, 30), (10, 45)), ((20, 40), (30, 55))]
