@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,18 @@ import rasterio
 from affine import Affine
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def sigint_default() -> None:
+    """``preexec_fn`` for a child that a test interrupts with SIGINT.
+
+    A shell running the tests in the background (``cmd &``) starts them with
+    SIGINT ignored, and Python then leaves it ignored in the child (as
+    ``nohup`` means it to); the child must see Ctrl-C as a user's terminal
+    would send it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
 
 #: ../shared/data beside the repository: real imagery, absent on a user's clone.
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -29,6 +29,7 @@ import pytest
 import rasterio
 from affine import Affine
 from click.testing import CliRunner, Result
+from conftest import sigint_default
 from rasterio.enums import ColorInterp
 
 from roadseg.cli import cli
@@ -985,7 +986,12 @@ def test_signal_mid_vectorize(sig: int, tmp_path: Path) -> None:
     outdir.mkdir()
     out = outdir / "roads.gpkg"
     cmd = [sys.executable, "-m", "roadseg", "vectorize", str(src), "-o", str(out)]
-    proc = subprocess.Popen([*cmd, "--chunk-size", "512", "-q"], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*cmd, "--chunk-size", "512", "-q"],
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=sigint_default,
+    )
     deadline = time.monotonic() + 60
     while not any(p.name.startswith(".") for p in outdir.iterdir()):
         if proc.poll() is not None or time.monotonic() > deadline:

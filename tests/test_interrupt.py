@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sigint_default
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +30,9 @@ def _start_predict(src: Path, out: Path, model: Path) -> subprocess.Popen:
         sys.executable, "-m", "roadseg", "predict", str(src), "-o", str(out), "--model", str(model),
         "--tile-size", "32", "--overlap", "16", "--batch-size", "1", "--quiet",
     ]  # fmt: skip
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default
+    )
 
 
 def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 120) -> None:

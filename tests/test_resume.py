@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
+from conftest import sigint_default
 from test_predict import fake_model, identity
 
 from roadseg.journal import journal_dir
@@ -194,7 +195,9 @@ def test_sigterm_then_kill_9_then_resume_gives_the_uninterrupted_output(
         ]  # fmt: skip
 
     def interrupt_after(out: Path, block: int, sig: signal.Signals) -> int:
-        proc = subprocess.Popen(cmd(out, "--resume"), stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            cmd(out, "--resume"), stderr=subprocess.PIPE, text=True, preexec_fn=sigint_default
+        )
         written = journal_dir(out) / f"block_{block:06d}.tif"
         deadline = time.monotonic() + 300
         while not written.exists():

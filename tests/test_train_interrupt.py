@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import sigint_default
 from PIL import Image
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,7 @@ def test_signal_mid_training_leaves_no_model_and_resume_finishes(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=sigint_default,
     )
     _wait_for_checkpoint(run, proc)
     proc.send_signal(sig)
