@@ -33,7 +33,7 @@ from roadseg import __version__, interrupt
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
-from roadseg.precision import PRECISIONS, resolve_precision, with_precision
+from roadseg.precision import PRECISIONS, gpu_available, resolve_precision, with_precision
 from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
 from roadseg.raster_io import (
     atomic_output,
@@ -643,14 +643,7 @@ def starting_batch_size(
     Falls back to ``requested`` when the free memory or the model's widths
     (``filters``, empty for a plain Keras file) are unknown.
     """
-    if has_gpu is None:
-
-        def has_gpu() -> bool:
-            import tensorflow as tf
-
-            return bool(tf.config.list_physical_devices("GPU"))
-
-    if not filters or not has_gpu():
+    if not filters or not (has_gpu or gpu_available)():
         return requested
     free = free_bytes()
     if free is None:
@@ -791,7 +784,7 @@ def encode_rows(
     return bands
 
 
-class EncodedRows:
+class _EncodedRows:
     """Finished rows, encoded as the outputs store them (:func:`encode_rows`),
     waiting to make whole blocks.
 
@@ -822,9 +815,64 @@ class EncodedRows:
         return [b[:n] for b in bands]
 
 
-class _BlockWriter:
+class BlockSink:
+    """A :class:`RowSink` that keeps image rows ``start`` to ``stop`` of what
+    it is given, encodes them (:func:`encode_rows`) and hands them to
+    :meth:`_write` one block at a time; the last block, ending at ``stop``,
+    may be shorter. ``start`` lies on a block edge. Subclasses say where
+    blocks go.
+    """
+
+    def __init__(
+        self,
+        threshold: float,
+        as_float: bool,
+        mask: bool,
+        *,
+        stop: int,
+        block: int = JOURNAL_BLOCK,
+        start: int = 0,
+    ) -> None:
+        self.buf = _EncodedRows(threshold, as_float, mask)
+        self.block = block
+        self.start, self.stop = start, stop
+        self.row = start  # image row of the first buffered row
+        self.incoming = 0  # image row of the next row given to add()
+
+    def skip_from(self, first_row: int) -> None:
+        """The rows given to :meth:`add` start at image row ``first_row``."""
+        self.incoming = first_row
+
+    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
+        n = prob.shape[0]
+        lo = min(n, max(0, self.start - self.incoming))
+        hi = max(lo, min(n, self.stop - self.incoming))
+        self.incoming += n
+        self.buf.push(prob[lo:hi], valid[lo:hi])
+        while self.buf.rows >= self.block:
+            self._emit(self.block)
+
+    def close(self) -> None:
+        """Hand over the last, shorter block if every row up to ``stop`` came.
+
+        A run that stopped early (an error, Ctrl-C) also closes its sink; its
+        rows short of a block are dropped, never stored as a finished block.
+        """
+        if self.buf.rows and self.row + self.buf.rows == self.stop:
+            self._emit(self.buf.rows)
+
+    def _emit(self, rows: int) -> None:
+        self._write(self.buf.take(rows))
+        self.row += rows
+
+    def _write(self, bands: list[np.ndarray]) -> None:
+        """Store one block's encoded bands, which start at image row ``self.row``."""
+        raise NotImplementedError
+
+
+class _BlockWriter(BlockSink):
     """Writes finished rows in whole block rows (256), so GDAL never has to
-    re-read or re-compress a block."""
+    re-read or re-compress a block, and journals them for ``--resume``."""
 
     def __init__(
         self,
@@ -834,16 +882,13 @@ class _BlockWriter:
         as_float: bool,
         block: int = 256,
     ) -> None:
+        super().__init__(threshold, as_float, mask_dst is not None, stop=dst.height, block=block)
         self.dst, self.mask_dst = dst, mask_dst
-        self.block = block
-        self.buf = EncodedRows(threshold, as_float, mask_dst is not None)
-        self.row = 0
         self.journal: Any = None
-        self.incoming = 0  # image row of the next row given to add()
 
     def resume(self, journal: Any, done_blocks: int) -> int:
         """Copy ``done_blocks`` finished blocks from ``journal``; return the
-        number of rows they hold. Call :meth:`skip_from` before adding rows."""
+        number of rows they hold, from which on rows are kept."""
         from rasterio.windows import Window
 
         self.journal = journal
@@ -857,42 +902,18 @@ class _BlockWriter:
             if self.mask_dst is not None:
                 self.mask_dst.write(bands[1], 1, window=window)
             self.row += bands[0].shape[0]
+        self.start = self.row  # rows a resumed run already has are dropped
         return self.row
 
-    def skip_from(self, first_row: int) -> None:
-        """The rows given to :meth:`add` start at image row ``first_row``;
-        those a resumed run already has are dropped."""
-        self.incoming = first_row
-
-    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
-        if self.incoming < self.row:  # rows a resumed run already has
-            drop = min(prob.shape[0], self.row - self.incoming)
-            self.incoming += drop
-            prob, valid = prob[drop:], valid[drop:]
-        self.incoming += prob.shape[0]
-        self.buf.push(prob, valid)
-        if self.buf.rows >= self.block:
-            self._flush(self.buf.rows // self.block * self.block)
-
-    def close(self) -> None:
-        if self.buf.rows:
-            self._flush(self.buf.rows)
-
-    def _flush(self, n: int) -> None:
+    def _write(self, bands: list[np.ndarray]) -> None:
         from rasterio.windows import Window
 
-        bands = self.buf.take(n)
-        window = Window(0, self.row, bands[0].shape[1], n)
+        window = Window(0, self.row, bands[0].shape[1], bands[0].shape[0])
         self.dst.write(bands[0], 1, window=window)
         if self.mask_dst is not None:
             self.mask_dst.write(bands[1], 1, window=window)
-        if self.journal is not None:
-            for k in range(0, n, self.block):  # one journal entry per whole output block
-                rows = min(self.block, n - k)
-                if rows == self.block or self.row + k + rows == self.dst.height:
-                    index = (self.row + k) // self.block
-                    self.journal.save(index, [b[k : k + rows] for b in bands])
-        self.row += n
+        if self.journal is not None:  # every block is whole, or the raster's last
+            self.journal.save(self.row // self.block, bands)
 
 
 def _writer_thread(q: queue.Queue[Any], writer: RowSink, errors: list[BaseException]) -> None:

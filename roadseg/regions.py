@@ -44,7 +44,7 @@ from roadseg.journal import RunJournal
 from roadseg.model import LoadedModel
 from roadseg.predict import (
     JOURNAL_BLOCK,
-    EncodedRows,
+    BlockSink,
     PredictOptions,
     PredictResult,
     journal_identity,
@@ -123,36 +123,18 @@ def start_split(
     return fixed
 
 
-class _JournalSink:
+class _JournalSink(BlockSink):
     """Saves rows ``start`` to ``stop`` as journal blocks (``start`` on a block edge)."""
 
     def __init__(
         self, journal: RunJournal, start: int, stop: int, threshold: float, options: Any
     ) -> None:
-        self.journal, self.start, self.stop = journal, start, stop
-        self.buf = EncodedRows(threshold, options.as_float, options.mask_path is not None)
-        self.row = start  # image row of the first buffered row
-        self.incoming = 0
+        mask = options.mask_path is not None
+        super().__init__(threshold, options.as_float, mask, start=start, stop=stop)
+        self.journal = journal
 
-    def skip_from(self, first_row: int) -> None:
-        self.incoming = first_row
-
-    def add(self, prob: np.ndarray, valid: np.ndarray) -> None:
-        n = prob.shape[0]
-        lo = min(n, max(0, self.start - self.incoming))
-        hi = max(lo, min(n, self.stop - self.incoming))
-        self.incoming += n
-        self.buf.push(prob[lo:hi], valid[lo:hi])
-        while self.buf.rows >= JOURNAL_BLOCK:
-            self._save(JOURNAL_BLOCK)
-
-    def close(self) -> None:
-        if self.buf.rows:  # the raster's last, shorter block
-            self._save(self.buf.rows)
-
-    def _save(self, rows: int) -> None:
-        self.journal.save(self.row // JOURNAL_BLOCK, self.buf.take(rows))
-        self.row += rows
+    def _write(self, bands: list[np.ndarray]) -> None:
+        self.journal.save(self.row // self.block, bands)
 
 
 def predict_region(

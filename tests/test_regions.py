@@ -132,3 +132,32 @@ def test_the_starting_batch_comes_from_the_gpu_unless_given(
     predict_raster(src, out, tiny, replace(OPTIONS, batch_size=None))
     predict_raster(src, ref, tiny, OPTIONS)
     assert out.read_bytes() == ref.read_bytes()  # tiles do not depend on their batch
+
+
+def test_a_stopped_region_stores_no_short_block() -> None:
+    from roadseg.regions import _JournalSink
+
+    saved: dict[int, int] = {}
+
+    class Journal:
+        def save(self, index: int, bands: list[np.ndarray]) -> None:
+            saved[index] = bands[0].shape[0]
+
+    def rows(n: int) -> tuple[np.ndarray, np.ndarray]:
+        return np.full((n, 8), 0.5, np.float32), np.ones((n, 8), bool)
+
+    opts = replace(OPTIONS, mask_path=Path("m.tif"))
+    # Region rows 256..1100 of a raster; the rows arrive from row 200 (its halo).
+    stopped = _JournalSink(Journal(), 256, 1100, 0.5, opts)
+    stopped.skip_from(200)
+    stopped.add(*rows(456))  # rows 200..656: block 1 (256..512) and 144 rows more
+    stopped.close()  # the run stopped here (an error, Ctrl-C)
+    assert saved == {1: 256}  # the 144 rows are not a finished block
+
+    saved.clear()
+    whole = _JournalSink(Journal(), 256, 1100, 0.5, opts)
+    whole.skip_from(200)
+    whole.add(*rows(456))
+    whole.add(*rows(500))  # up to row 1156: rows past the region's stop are dropped
+    whole.close()
+    assert saved == {1: 256, 2: 256, 3: 256, 4: 76}
