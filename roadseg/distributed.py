@@ -365,15 +365,7 @@ def predict_job(
         log.info("removed temporary files of an earlier attempt at %s", job.output)
     try:
         model = cached_model(ref)
-        # Leftovers here come from an earlier attempt of this very job: the
-        # caller refused to start over files this run did not make.
-        run = replace(
-            options,
-            mask_path=job.mask,
-            preview_path=job.preview,
-            overwrite=True,
-            progress=False,
-        )
+        run = _job_options(job, options)
         result = predict_at_model_gsd(job.input, job.output, model, run, resample=resample)
     except RoadsegError as exc:
         return JobResult(job, "failed", error=_one_line(exc), worker=_worker_name())
@@ -664,11 +656,12 @@ def run_jobs(
             results[i] = JobResult(job, "skipped")
     _check_conflicts(jobs, set(results), expected, options.overwrite)
     todo = [i for i in range(len(jobs)) if i not in results]
+    run = _Run(ref, options, expected, threads, retries, resample, task, region_task)
     where = "in-process"
     if todo:
         if workers is None and scheduler is None:
             units = len(todo)
-            runner = _run_here(jobs, todo, ref, options, expected, threads, retries, task, resample)
+            runner = _run_here(jobs, todo, run)
         else:
             where = (
                 f"Dask scheduler {scheduler}"
@@ -689,7 +682,7 @@ def run_jobs(
                 jobs,
                 todo,
                 splits,
-                _Run(ref, options, expected, threads, retries, resample, task, region_task),
+                run,
                 workers,
                 scheduler,
             )
@@ -740,26 +733,18 @@ def _progress(runner: Iterator[_Event], total: int, show: bool) -> Iterator[tupl
                 yield i, result
 
 
-def _run_here(
-    jobs: Sequence[Job],
-    todo: list[int],
-    ref: ModelRef,
-    options: Any,
-    expected: _Expected,
-    threads: int | None,
-    retries: int,
-    task: Task,
-    resample: bool,
-) -> Iterator[_Event]:
+def _run_here(jobs: Sequence[Job], todo: list[int], run: _Run) -> Iterator[_Event]:
     for i in todo:
-        for attempt in range(retries + 1):
+        for attempt in range(run.retries + 1):
             try:
-                result = task(jobs[i], ref, options, expected, threads, resample)
+                result = run.task(
+                    jobs[i], run.ref, run.options, run.expected, run.threads, run.resample
+                )
                 break
             except (KeyboardInterrupt, SystemExit, MemoryError):
                 raise
             except Exception as exc:
-                if attempt == retries:
+                if attempt == run.retries:
                     result = JobResult(jobs[i], "failed", error=_one_line(exc))
                 else:
                     log.warning("%s failed (%s); retrying", jobs[i].input, _one_line(exc))
@@ -780,13 +765,13 @@ def _run_dask(
         threads = threads or threads_per_process(workers)
     with dask_client(workers=workers, scheduler=scheduler, threads=threads) as client:
         token = f"{time.time_ns():x}"
+        submit = functools.partial(client.submit, retries=run.retries, pure=False)
         jobs_of: dict[Any, int] = {}  # future -> job index, for futures that end a job
         regions_of: set[Any] = set()
         keep: list[Any] = []
         for i in todo:
             job = jobs[i]
             name = f"{job.input.stem}-{i}-{token}"
-            submit = functools.partial(client.submit, retries=run.retries, pure=False)
             if i not in splits:
                 future = submit(
                     run.task, job, run.ref, run.options, run.expected, threads, run.resample,
