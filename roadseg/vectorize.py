@@ -2004,18 +2004,8 @@ def skeleton_graph(
             links.eliminate_zeros()
         chains = np.unique(chain[path_ids])
         starts = start[chains]
-        # The walk: path links (symmetric) plus a source node n linked to each start.
-        walk = sparse.csr_matrix(
-            (
-                np.ones(links.indices.size + starts.size, np.int8),
-                np.concatenate([links.indices, starts.astype(np.int32)]),
-                np.concatenate([links.indptr, [links.indptr[-1] + starts.size]]),
-            ),
-            shape=(n + 1, n + 1),
-        )
+        seq = _walk_from(links, starts)  # along the path links (symmetric)
         del links, indices, indptr, data
-        seq = csgraph.breadth_first_order(walk, n, directed=True, return_predecessors=False)[1:]
-        del walk
         seq = seq[np.argsort(chain[seq], kind="stable")]
         first_at = np.concatenate([[0], np.flatnonzero(np.diff(chain[seq])) + 1])
         last_at = np.concatenate([first_at[1:], [seq.size]]) - 1
@@ -2374,6 +2364,22 @@ def _chunk_graph(
     )
 
 
+def _walk_from(links: sparse.csr_matrix, starts: np.ndarray) -> np.ndarray:
+    """The nodes of ``links`` (a directed adjacency matrix, n x n) in
+    breadth-first order from ``starts``, taken in the given order: a virtual
+    root linked to every start is walked from, then dropped."""
+    n = links.shape[0]
+    walk = sparse.csr_matrix(
+        (
+            np.ones(links.indices.size + starts.size, np.int8),
+            np.concatenate([links.indices, starts.astype(np.int32)]),
+            np.concatenate([links.indptr, [links.indptr[-1] + starts.size]]),
+        ),
+        shape=(n + 1, n + 1),
+    )
+    return csgraph.breadth_first_order(walk, n, directed=True, return_predecessors=False)[1:]
+
+
 def _walk_pieces(
     n: int, src: np.ndarray, dst: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -2410,15 +2416,7 @@ def _walk_pieces(
         )
         links = (links - drop).tocsr()
         links.eliminate_zeros()
-    walk = sparse.csr_matrix(
-        (
-            np.ones(links.indices.size + n_comp, np.int8),
-            np.concatenate([links.indices, start.astype(np.int32)]),
-            np.concatenate([links.indptr, [links.indptr[-1] + n_comp]]),
-        ),
-        shape=(n + 1, n + 1),
-    )
-    seq = csgraph.breadth_first_order(walk, n, directed=True, return_predecessors=False)[1:]
+    seq = _walk_from(links, start)
     seq = seq[np.argsort(comp[seq], kind="stable")].astype(np.int64)
     first_at = np.concatenate([[0], np.flatnonzero(np.diff(comp[seq])) + 1])
     last_at = np.concatenate([first_at[1:], [seq.size]]) - 1
@@ -2538,15 +2536,7 @@ def _merge_chunk_graphs(
             keep_link = ~touches | (dst == (src ^ 1))
             src, dst = src[keep_link], dst[keep_link]
             links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
-        walk = sparse.csr_matrix(
-            (
-                np.ones(links.indices.size + n_chains, np.int8),
-                np.concatenate([links.indices, start_v.astype(np.int32)]),
-                np.concatenate([links.indptr, [links.indptr[-1] + n_chains]]),
-            ),
-            shape=(n_v + 1, n_v + 1),
-        )
-        seq = csgraph.breadth_first_order(walk, n_v, directed=True, return_predecessors=False)[1:]
+        seq = _walk_from(links, start_v)
         if seq.size != n_v:
             raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
         # Chains in the order of their first pixel: open ones, then rings.
