@@ -62,6 +62,7 @@ from roadseg.data import (
     scan_dataset,
 )
 from roadseg.errors import DatasetError, ModelError, OutputError, RoadsegError
+from roadseg.metrics import DEFAULT_THRESHOLD
 from roadseg.model import (
     DEFAULT_FILTERS,
     ModelInfo,
@@ -609,10 +610,13 @@ def validation_metrics(
     if not probs:
         raise DatasetError("no validation crop could be read")
     threshold, f1, precision, recall = best_threshold(sweep)
-    acc = MetricsAccumulator()
+    # The threshold is inserted into the k/254 grid unless it already lies on it
+    # (0.5 does), so the number of levels depends on it.
+    levels = float_levels(threshold)
+    acc = MetricsAccumulator(n_levels=len(levels))
     for p, t in zip(probs, truths, strict=True):
         acc.add(quantize_probabilities(p.astype(np.float32), threshold), t)
-    result = acc.result(float_levels(threshold), threshold)
+    result = acc.result(levels, threshold)
     road = float(np.mean([t.mean() for t in truths]))
 
     def r(x: float) -> float | None:
@@ -1177,18 +1181,33 @@ def train(
 
     infer = make_infer_fn(final, plan.tile, plan.bands)
     val_reader = CropReader(dataclasses.replace(spec, augment=None))
-    metrics = validation_metrics(
-        infer,
-        crop_stream(
-            report.val,
-            val_reader,
-            seed=[config.seed, 1_000_003],
-            train=False,
-            count=n_val,
-            skips=skips,
-        ),
-        plan.batch_size,
-    )
+    try:
+        metrics = validation_metrics(
+            infer,
+            crop_stream(
+                report.val,
+                val_reader,
+                seed=[config.seed, 1_000_003],
+                train=False,
+                count=n_val,
+                skips=skips,
+            ),
+            plan.batch_size,
+        )
+    except Exception as exc:  # noqa: BLE001 - a finished training must still become a model
+        # Hours of training must not end without a model file because scoring failed:
+        # the best checkpoint is saved with the default threshold and no metrics.
+        log.warning(
+            "the final validation failed (%s: %s); the model is saved with threshold %s "
+            "and no validation metrics",
+            type(exc).__name__,
+            exc,
+            DEFAULT_THRESHOLD,
+        )
+        metrics = {
+            "threshold": DEFAULT_THRESHOLD,
+            "validation_error": f"{type(exc).__name__}: {exc}",
+        }
     if state.get("best") is not None:
         metrics["val_loss"] = round(float(state["best"]), 5)
     info = _model_info(

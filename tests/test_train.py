@@ -290,3 +290,42 @@ def test_fine_tuning_from_a_model_file(dataset: Path, tmp_path: Path) -> None:
     assert result.info.filters == TINY and result.info.tile_size == 32
     assert result.info.provenance["init"]["path"] == str(init_path)
     assert "lr 0.0003" in result.info.provenance["optimizer"]
+
+
+def test_validation_metrics_with_a_threshold_on_the_level_grid() -> None:
+    """A validation set the model separates perfectly puts the F1-best threshold at
+    exactly 0.5, which lies on the k/254 level grid (127/254): the final scoring
+    once failed there with "values must have 256 entries, got shape (255,)"."""
+    from roadseg.train import validation_metrics
+
+    rng = np.random.default_rng(0)
+    crops = []
+    for _ in range(3):
+        mask = (rng.random((16, 16, 1)) > 0.7).astype(np.float32)
+        crops.append((mask.repeat(3, axis=-1), mask))
+
+    def infer(x: np.ndarray) -> np.ndarray:
+        return np.where(x[..., 0] > 0.5, 0.99, 0.01).astype(np.float32)
+
+    metrics = validation_metrics(infer, iter(crops), batch_size=2)
+    assert metrics["threshold"] == 0.5
+    assert metrics["f1"] == 1.0 and metrics["crops"] == 3
+
+
+def test_a_failing_final_validation_still_saves_the_best_checkpoint(
+    dataset: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import roadseg.train as train_module
+
+    def broken(*args: object, **kwargs: object) -> dict[str, object]:
+        raise ValueError("scoring exploded")
+
+    monkeypatch.setattr(train_module, "validation_metrics", broken)
+    with caplog.at_level("WARNING", logger="roadseg"):
+        result = train(tiny_config(dataset, tmp_path))
+    assert result.model_path.is_file()
+    info = read_model_info(result.model_path)
+    assert info.threshold == 0.5
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("final validation failed" in w and "scoring exploded" in w for w in warnings)
+    assert all("\n" not in w for w in warnings)
