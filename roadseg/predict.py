@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -477,7 +477,7 @@ def _iter_batches(
         yield batch[: len(where)], where
 
 
-def _prefetch(iterator: Iterator[Any], depth: int) -> Iterator[Any]:
+def _prefetch(iterator: Iterator[Any], depth: int) -> Generator[Any, None, None]:
     """Run ``iterator`` in a thread, ``depth`` items ahead of the consumer."""
     q: queue.Queue[Any] = queue.Queue(maxsize=depth)
     stop = threading.Event()

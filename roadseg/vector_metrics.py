@@ -177,7 +177,7 @@ def to_metric(
         utm = _utm_for(ref[0], ref[1])
     except Exception:
         utm = None
-    out = []
+    out: list[list[BaseGeometry]] = []
     for lines, crs in groups:
         if not len(lines):
             out.append([])
