@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from roadseg import __version__
+from roadseg import encoding as enc
 from roadseg.batch import Job
 from roadseg.errors import ModelError, OutputError, RoadsegError
 
@@ -145,21 +146,19 @@ def expected_tags(model_info: Any, sha256: str, options: Any) -> dict[str, str]:
     the bands and precision when they are given explicitly (``auto`` and the
     model's default bands are resolved on the worker).
     """
-    from roadseg.predict import PROB_SCALE
-
     tile = options.tile_size or model_info.tile_size
     tags = {
-        "ROADSEG_VERSION": __version__,
-        "ROADSEG_MODEL_SHA256": sha256,
-        "ROADSEG_TILE_SIZE": str(tile),
-        "ROADSEG_OVERLAP": str(options.overlap),
-        "ROADSEG_TTA": options.tta,
-        "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+        enc.TAG_VERSION: __version__,
+        enc.TAG_MODEL_SHA256: sha256,
+        enc.TAG_TILE_SIZE: str(tile),
+        enc.TAG_OVERLAP: str(options.overlap),
+        enc.TAG_TTA: options.tta,
+        enc.TAG_VALUE: enc.probability_value(options.as_float),
     }
     if options.bands is not None:
-        tags["ROADSEG_BANDS"] = ",".join(str(b) for b in options.bands)
+        tags[enc.TAG_BANDS] = ",".join(str(b) for b in options.bands)
     if options.precision != "auto":
-        tags["ROADSEG_PRECISION"] = options.precision
+        tags[enc.TAG_PRECISION] = options.precision
     return tags
 
 
@@ -170,8 +169,8 @@ def _expected(ref: ModelRef, options: Any) -> _Expected:
     tags = expected_tags(info, ref.sha256, options)
     threshold = info.threshold if options.threshold is None else options.threshold
     # The mask's ROADSEG_VALUE describes the mask; the threshold decides it.
-    mask_tags = {k: v for k, v in tags.items() if k != "ROADSEG_VALUE"}
-    mask_tags["ROADSEG_THRESHOLD"] = f"{threshold:g}"
+    mask_tags = {k: v for k, v in tags.items() if k != enc.TAG_VALUE}
+    mask_tags[enc.TAG_THRESHOLD] = f"{threshold:g}"
     return _Expected(tags=tags, mask_tags=mask_tags)
 
 

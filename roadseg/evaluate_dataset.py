@@ -35,17 +35,14 @@ from roadseg.data import (
     decode_mask,
     scan_dataset,
 )
+from roadseg.encoding import PROB_NODATA, UINT8_PROBABILITIES
 from roadseg.errors import DatasetError
 from roadseg.metrics import DEFAULT_RHO, Counts, EvaluationResult, MetricsAccumulator
 from roadseg.model import LoadedModel
-from roadseg.predict import PROB_NODATA, PROB_SCALE, PredictOptions, predict_raster
+from roadseg.predict import PredictOptions, predict_raster
 
 Split = Literal["auto", "test", "val", "train", "all"]
 SPLITS: tuple[str, ...] = ("auto", "test", "val", "train", "all")
-
-#: Probability of each uint8 level of a roadseg probability GeoTIFF.
-_LEVEL_VALUES = np.minimum(np.arange(256) / PROB_SCALE, 1.0)
-
 
 @dataclass(frozen=True)
 class ImageScore:
@@ -197,12 +194,12 @@ def evaluate_dataset(
                 truth = read_truth(sample, report.decoder, rule.road_width_m)
                 predict_raster(sample.image, out, model, run, infer_fn=infer_fn)
                 acc = _count(out, truth, rho)
-                scores.append(ImageScore(sample.image, acc.result(_LEVEL_VALUES, threshold)))
+                scores.append(ImageScore(sample.image, acc.result(UINT8_PROBABILITIES, threshold)))
                 overall.merge(acc)
     finally:
         logging.getLogger("roadseg").removeFilter(quiet)
     return DatasetEvaluation(
-        overall=overall.result(_LEVEL_VALUES, threshold),
+        overall=overall.result(UINT8_PROBABILITIES, threshold),
         images=tuple(scores),
         split=split,
         layout=report.layout_name,

@@ -26,7 +26,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 
 from roadseg.errors import RoadsegError
+from roadseg.raster_io import atomic_output
 
 log = logging.getLogger(__name__)
 
@@ -119,9 +119,7 @@ class RunJournal:
     def save(self, index: int, bands: list[np.ndarray]) -> None:
         """Store finished block ``index`` (its encoded bands), atomically."""
         height, width = bands[0].shape
-        fd, tmp = tempfile.mkstemp(prefix=".block.", suffix=".tif", dir=self.folder)
-        os.close(fd)
-        try:
+        with atomic_output(self.folder / self._name(index)) as tmp:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with rasterio.open(
@@ -137,13 +135,8 @@ class RunJournal:
                 ) as ds:
                     for k, band in enumerate(bands, start=1):
                         ds.write(band, k)
-            _fsync(tmp)
-            os.replace(tmp, self.folder / self._name(index))
-            _fsync(self.folder)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+            _fsync(tmp)  # the block's bytes reach the disk before its name does
+        _fsync(self.folder)
 
     def load(self, index: int) -> list[np.ndarray]:
         """The encoded bands of finished block ``index``."""
@@ -176,12 +169,10 @@ class RunJournal:
 
     @staticmethod
     def _write_atomic(path: Path, data: bytes) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=".run.", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_output(path) as tmp, open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
         _fsync(path.parent)
 
 

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from roadseg.encoding import PROB_SCALE
 from roadseg.errors import (
     InvalidRasterError,
     OutputError,
@@ -99,7 +100,7 @@ DEFAULT_CHUNK_SIZE = 2048
 #: Float probabilities are binned on ``k / FLOAT_STEPS``: the grid of the
 #: uint8 probability rasters that ``roadseg predict`` writes (``v / 254``), and
 #: 255 grid points plus one inserted threshold still fit in a uint8 level.
-FLOAT_STEPS = 254
+FLOAT_STEPS = PROB_SCALE
 #: Tolerance when comparing a level's probability with the threshold, so
 #: that ``127 * (1 / 254)``, which is a hair below 0.5 in floating point,
 #: counts as 0.5.

@@ -20,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -200,17 +199,12 @@ def save_model(model: keras.Model, path: str | os.PathLike[str], info: ModelInfo
         raise OutputError(f"{path}: a model file must end in .keras")
     if not path.parent.is_dir():
         raise OutputError(f"{path.parent} does not exist; create the folder first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    from roadseg.raster_io import atomic_output  # rasterio only when a model is saved
+
+    with atomic_output(path) as tmp:
         model.save(tmp)
         with zipfile.ZipFile(tmp, "a") as zf:
             zf.writestr(METADATA_MEMBER, info.to_json())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

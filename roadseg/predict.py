@@ -30,6 +30,7 @@ import numpy as np
 import rasterio
 
 from roadseg import __version__, interrupt
+from roadseg import encoding as enc
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
@@ -40,6 +41,7 @@ from roadseg.raster_io import (
     check_dtype,
     check_output,
     gdal_env,
+    maybe_atomic_output,
     open_raster,
     output_profile,
     read_rows,
@@ -49,11 +51,6 @@ from roadseg.tiling import Span, axis_spans, reflect_index, validate_tiling, wei
 
 log = logging.getLogger(__name__)
 
-#: uint8 probabilities are stored as round(p * PROB_SCALE); 255 is nodata.
-PROB_SCALE = 254
-PROB_NODATA = 255
-FLOAT_NODATA = -1.0
-MASK_NODATA = 255
 DEFAULT_OVERLAP = 32
 DEFAULT_BATCH = 8
 #: Rows of one output block, and of one resume journal block.
@@ -244,8 +241,8 @@ def predict_raster(
         plan, tags = run.plan, run.tags
         with (
             atomic_output(output_path, overwrite=options.overwrite) as tmp_out,
-            _maybe_atomic(options.mask_path, options.overwrite) as tmp_mask,
-            _maybe_atomic(options.preview_path, options.overwrite) as tmp_preview,
+            maybe_atomic_output(options.mask_path, options.overwrite) as tmp_mask,
+            maybe_atomic_output(options.preview_path, options.overwrite) as tmp_preview,
         ):
             journal = None
             if options.resume:
@@ -328,17 +325,17 @@ def prepare_run(
             if batch != DEFAULT_BATCH:
                 log.info("starting with %d tiles per batch (free GPU memory)", batch)
     tags = {
-        "ROADSEG_VERSION": __version__,
-        "ROADSEG_MODEL": model.path.name,
-        "ROADSEG_MODEL_SHA256": model.sha256,
-        "ROADSEG_TILE_SIZE": str(tile),
-        "ROADSEG_OVERLAP": str(options.overlap),
-        "ROADSEG_BANDS": ",".join(str(b) for b in bands),
-        "ROADSEG_NORMALIZATION": normalizer.method,
-        "ROADSEG_THRESHOLD": f"{threshold:g}",
-        "ROADSEG_PRECISION": precision,
-        "ROADSEG_TTA": options.tta,
-        "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+        enc.TAG_VERSION: __version__,
+        enc.TAG_MODEL: model.path.name,
+        enc.TAG_MODEL_SHA256: model.sha256,
+        enc.TAG_TILE_SIZE: str(tile),
+        enc.TAG_OVERLAP: str(options.overlap),
+        enc.TAG_BANDS: ",".join(str(b) for b in bands),
+        enc.TAG_NORMALIZATION: normalizer.method,
+        enc.TAG_THRESHOLD: f"{threshold:g}",
+        enc.TAG_PRECISION: precision,
+        enc.TAG_TTA: options.tta,
+        enc.TAG_VALUE: enc.probability_value(options.as_float),
     }
     return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
 
@@ -387,19 +384,6 @@ def _stale_journal(output_path: Path) -> Path | None:
 def _fixed_tile(model: LoadedModel) -> int | None:
     shape = model.model.input_shape
     return int(shape[1]) if isinstance(shape[1], int) else None
-
-
-class _maybe_atomic:
-    """``atomic_output`` for an optional path (yields None when there is none)."""
-
-    def __init__(self, path: Path | None, overwrite: bool) -> None:
-        self._cm = atomic_output(path, overwrite=overwrite) if path is not None else None
-
-    def __enter__(self) -> Path | None:
-        return self._cm.__enter__() if self._cm is not None else None
-
-    def __exit__(self, *exc: Any) -> Any:
-        return self._cm.__exit__(*exc) if self._cm is not None else None
 
 
 # --------------------------------------------------------------------------- reader
@@ -774,13 +758,9 @@ def encode_rows(
     """Finished probability rows as the outputs store them: the probability
     band (uint8 ``round(p * 254)`` or float32, nodata where not ``valid``),
     and the 0/1 mask band when ``mask``."""
-    if as_float:
-        out = np.where(valid, prob, FLOAT_NODATA).astype(np.float32)
-    else:
-        out = np.where(valid, np.rint(prob * PROB_SCALE), PROB_NODATA).astype(np.uint8)
-    bands = [out]
+    bands = [enc.encode_probability(prob, valid, as_float)]
     if mask:
-        bands.append(np.where(valid, prob >= threshold, MASK_NODATA).astype(np.uint8))
+        bands.append(enc.encode_mask(prob, valid, threshold))
     return bands
 
 
@@ -956,7 +936,7 @@ def raw_outputs(
     prob_profile = output_profile(
         src,
         dtype="float32" if as_float else "uint8",
-        nodata=FLOAT_NODATA if as_float else PROB_NODATA,
+        nodata=enc.FLOAT_NODATA if as_float else enc.PROB_NODATA,
         intermediate=True,
     )
     raw_out = tmp_out.with_name(tmp_out.name + ".raw.tif")
@@ -968,7 +948,7 @@ def raw_outputs(
             mask_dst = None
             if raw_mask is not None:
                 mask_profile = output_profile(
-                    src, dtype="uint8", nodata=MASK_NODATA, intermediate=True
+                    src, dtype="uint8", nodata=enc.MASK_NODATA, intermediate=True
                 )
                 mask_dst = rasterio.open(raw_mask, "w", **mask_profile)
         try:
@@ -1117,11 +1097,11 @@ def _describe(
     dst.set_band_description(1, "road probability")
     if not as_float:
         # GDAL's scale lets QGIS and gdalinfo show true probabilities.
-        dst.scales = (1.0 / PROB_SCALE,)
+        dst.scales = (1.0 / enc.PROB_SCALE,)
         dst.offsets = (0.0,)
     if mask_dst is not None:
         mask_dst.update_tags(**tags)
-        mask_dst.update_tags(ROADSEG_VALUE=f"1 = road (probability >= {threshold:g}), 0 = not road")
+        mask_dst.update_tags(**{enc.TAG_VALUE: enc.mask_value(threshold)})
         mask_dst.set_band_description(1, "road mask")
         mask_dst.write_colormap(1, MASK_COLORMAP)
 

@@ -490,6 +490,19 @@ def atomic_output(
         _remove_temporaries(tmp)
 
 
+class maybe_atomic_output:
+    """:func:`atomic_output` for an optional path: yields None when ``path`` is None."""
+
+    def __init__(self, path: Path | None, overwrite: bool) -> None:
+        self._cm = atomic_output(path, overwrite=overwrite) if path is not None else None
+
+    def __enter__(self) -> Path | None:
+        return self._cm.__enter__() if self._cm is not None else None
+
+    def __exit__(self, *exc: Any) -> Any:
+        return self._cm.__exit__(*exc) if self._cm is not None else None
+
+
 def _publish(tmp: Path, path: Path, *, overwrite: bool) -> None:
     """Move the finished ``tmp`` to ``path`` in one step.
 

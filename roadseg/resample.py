@@ -46,13 +46,12 @@ from rasterio.enums import MaskFlags
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
+from roadseg import encoding as enc
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.model import LoadedModel
 from roadseg.predict import (
-    PROB_SCALE,
     PredictOptions,
     PredictResult,
-    _maybe_atomic,
     predict_raster,
     raw_outputs,
     write_preview,
@@ -66,6 +65,7 @@ from roadseg.raster_io import (
     display_name,
     gdal_env,
     is_palette,
+    maybe_atomic_output,
     open_raster,
 )
 
@@ -653,16 +653,16 @@ def _predict_resampled(
             result = predict_raster(vrt, grid_path, model, inner, infer_fn=infer_fn)
         tags = {
             **result.tags,
-            "ROADSEG_INPUT_GSD": f"{plan.input_gsd:.6g}",
-            "ROADSEG_RESAMPLED_GSD": f"{plan.model_gsd:g}",
-            "ROADSEG_VALUE": "probability" if options.as_float else f"probability * {PROB_SCALE}",
+            enc.TAG_INPUT_GSD: f"{plan.input_gsd:.6g}",
+            enc.TAG_RESAMPLED_GSD: f"{plan.model_gsd:g}",
+            enc.TAG_VALUE: enc.probability_value(options.as_float),
         }
         with (
             gdal_env(),
             open_raster(input_path, expand_palette=True) as src,
             atomic_output(output_path, overwrite=options.overwrite) as tmp_out,
-            _maybe_atomic(options.mask_path, options.overwrite) as tmp_mask,
-            _maybe_atomic(options.preview_path, options.overwrite) as tmp_preview,
+            maybe_atomic_output(options.mask_path, options.overwrite) as tmp_mask,
+            maybe_atomic_output(options.preview_path, options.overwrite) as tmp_preview,
         ):
             write_back(
                 src, grid_path, bands, tmp_out, tmp_mask, result.threshold, options.as_float, tags

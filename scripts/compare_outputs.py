@@ -153,7 +153,17 @@ def side(code: Path, out: Path, inputs: dict[str, Path], *, train: bool, log: Pa
     )
 
     r("vectorize", "city_mask.tif", "-o", "city_mask_lines.geojson", "--quiet")
-    r("vectorize", "city_prob.tif", "-o", "city_prob_lines.geojson", "--low", "0.3", "--quiet")
+    r(
+        "vectorize",
+        "city_prob.tif",
+        "-o",
+        "city_prob_lines.geojson",
+        "-t",
+        "0.3",
+        "--low",
+        "0.1",
+        "--quiet",
+    )
     r(
         "vectorize",
         "sample_prob.tif",
@@ -244,7 +254,17 @@ def model_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-_CLOCK_KEYS = {"train_seconds", "created", "date", "date_saved", "seconds", "trained_at"}
+#: Fields that differ between two identical runs: wall-clock times, and the ids
+#: that Keras derives from object addresses.
+_CLOCK_KEYS = {
+    "train_seconds",
+    "created",
+    "date",
+    "date_saved",
+    "seconds",
+    "trained_at",
+    "shared_object_id",
+}
 
 
 def _drop_clock(value: object) -> object:

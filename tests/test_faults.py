@@ -33,9 +33,10 @@ from conftest import sigint_default
 from rasterio.enums import ColorInterp
 
 from roadseg.cli import cli
+from roadseg.encoding import PROB_NODATA
 from roadseg.errors import InvalidRasterError, OutputError
 from roadseg.model import LoadedModel, ModelInfo
-from roadseg.predict import PROB_NODATA, PredictOptions, predict_raster
+from roadseg.predict import PredictOptions, predict_raster
 from roadseg.raster_io import (
     IncompleteWriteError,
     atomic_output,

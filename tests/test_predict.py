@@ -16,9 +16,10 @@ from affine import Affine
 from conftest import CUSTOM_WKT, shared
 from rasterio.crs import CRS
 
+from roadseg.encoding import PROB_NODATA, PROB_SCALE
 from roadseg.errors import InvalidRasterError, OutputError, UnsupportedRasterError
 from roadseg.model import LoadedModel, ModelInfo
-from roadseg.predict import PROB_NODATA, PROB_SCALE, PredictOptions, predict_raster
+from roadseg.predict import PredictOptions, predict_raster
 
 
 class _FakeKeras:
@@ -452,3 +453,4 @@ def test_gpu_free_bytes_reads_nvidia_smi(monkeypatch) -> None:
         raise FileNotFoundError(cmd[0])
 
     assert gpu_free_bytes(missing) is None
+

@@ -20,9 +20,10 @@ from affine import Affine
 from click.testing import CliRunner
 from rasterio.windows import Window
 
+from roadseg.encoding import PROB_NODATA
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.model import LoadedModel, ModelInfo
-from roadseg.predict import PROB_NODATA, PredictOptions, predict_raster
+from roadseg.predict import PredictOptions, predict_raster
 from roadseg.resample import (
     GSD_TOLERANCE,
     bilinear_taps,
