@@ -763,7 +763,12 @@ def read_rows(
     try:
         # GDAL fills the (rows, cols, bands) array through a strided view, in
         # the requested band order: no planar copy to stack and reorder.
-        src.read(list(bands), window=window, out=np.moveaxis(data, -1, 0))
+        if len(unique) == len(bands):
+            src.read(list(bands), window=window, out=np.moveaxis(data, -1, 0))
+        else:
+            planes = src.read(unique, window=window)
+            for k, band in enumerate(bands):
+                data[..., k] = planes[unique.index(band)]
         masks = src.read_masks(unique, window=window)
     except (RasterioError, OSError) as exc:
         raise corrupt(display_name(src), exc) from None

@@ -6,6 +6,7 @@ exact to check: whatever the tiling, the output must reproduce the input.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from pathlib import Path
 
@@ -454,3 +455,30 @@ def test_gpu_free_bytes_reads_nvidia_smi(monkeypatch) -> None:
 
     assert gpu_free_bytes(missing) is None
 
+
+def test_a_band_repeated_reads_the_same_as_three_copies(make_geotiff, tmp_path) -> None:
+    """``--bands 1,1,1`` once had GDAL read one band three times into a strided
+    buffer, which gave different pixels from run to run on strip-tiled 16-bit
+    files with a nodata value (SpaceNet's sample_geotiff.tif). It must equal a
+    3-band raster holding three copies, every time."""
+    real = shared("spacenet", "sample_geotiff.tif")
+    if not real.is_file():
+        pytest.skip("../shared/data is not here")
+    with rasterio.open(real) as ds:
+        band = ds.read(1)
+        one, three = real, make_geotiff(np.stack([band] * 3), nodata=ds.nodata, crs=ds.crs)
+
+    def model_mean(batch: np.ndarray) -> np.ndarray:
+        return batch.mean(axis=-1)
+
+    opts = PredictOptions(overlap=32, batch_size=8, as_float=True)
+    model = fake_model(tile=224)
+    predict_raster(three, tmp_path / "three.tif", model, opts, infer_fn=model_mean)
+    with rasterio.open(tmp_path / "three.tif") as ds:
+        expected = ds.read(1)
+    for k in range(3):
+        out = tmp_path / f"one{k}.tif"
+        opts_one = dataclasses.replace(opts, bands=(1, 1, 1))
+        predict_raster(one, out, model, opts_one, infer_fn=model_mean)
+        with rasterio.open(out) as ds:
+            np.testing.assert_array_equal(ds.read(1), expected)
