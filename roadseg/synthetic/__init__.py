@@ -21,6 +21,14 @@ The road mask is the road surface (distance from the pixel centre to a road
 centerline <= half its width), including where tree crowns, cars or shadows hide it.
 Rivers, dirt tracks, field boundaries, hedges and tramlines look like roads but are
 never in the mask.
+
+Modules, in the order a scene flows through them: ``spec`` (public value types),
+``noise`` (hash-based noise), ``palettes`` (colours and the scene's style),
+``geometry`` (polyline primitives, the segment index), ``elements`` (what a layout is
+made of), ``network`` (roads, rivers, tracks), ``objects`` (buildings, cars, trees),
+``settings`` (the registry of landscape settings), ``layout`` (the cached layout of
+one scene), ``canvas`` and ``landcover`` and ``rendering`` (one window), ``generate``
+(scenes in memory) and ``writing`` (GeoTIFF and GeoJSON files).
 """
 
 from roadseg.synthetic.generate import generate_scene, render_window, road_fraction
