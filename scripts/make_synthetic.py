@@ -32,8 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         epilog="\n\n".join(__doc__.split("\n\n")[1:]),
     )
     parser.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="output folder")
-    parser.add_argument("--size", type=positive_int, default=1024,
-                        help="width and height in pixels (default 1024)")
+    parser.add_argument(
+        "--size", type=positive_int, default=1024, help="width and height in pixels (default 1024)"
+    )
     parser.add_argument("--width", type=positive_int, help="width in pixels (overrides --size)")
     parser.add_argument("--height", type=positive_int, help="height in pixels (overrides --size)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first scene (default 0)")
@@ -42,14 +43,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--gsd", type=float, default=0.5, help="metres per pixel (default 0.5)")
     parser.add_argument("--crs", default="EPSG:32633", help="projected CRS (default EPSG:32633)")
-    parser.add_argument("--origin", type=float, nargs=2, metavar=("X", "Y"),
-                        default=(500000.0, 5500000.0),
-                        help="map coordinates of the top-left corner (default 500000 5500000)")
+    parser.add_argument(
+        "--origin",
+        type=float,
+        nargs=2,
+        metavar=("X", "Y"),
+        default=(500000.0, 5500000.0),
+        help="map coordinates of the top-left corner (default 500000 5500000)",
+    )
     parser.add_argument("--name", default="scene", help="file name stem (default scene)")
-    parser.add_argument("--block", type=positive_int, default=1024,
-                        help="rendering block in pixels; bounds memory (default 1024)")
-    parser.add_argument("--workers", type=positive_int, default=1,
-                        help="rendering threads (default 1)")
+    parser.add_argument(
+        "--block",
+        type=positive_int,
+        default=1024,
+        help="rendering block in pixels; bounds memory (default 1024)",
+    )
+    parser.add_argument(
+        "--workers", type=positive_int, default=1, help="rendering threads (default 1)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser.parse_args(argv)
@@ -70,8 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         try:
             spec = SceneSpec(seed=seed, gsd=args.gsd, crs=args.crs, origin=tuple(args.origin))
             paths = write_scene(
-                args.out_dir, height, width, spec, name=name, block=args.block,
-                progress=progress, overwrite=args.overwrite, workers=args.workers,
+                args.out_dir,
+                height,
+                width,
+                spec,
+                name=name,
+                block=args.block,
+                progress=progress,
+                overwrite=args.overwrite,
+                workers=args.workers,
             )
             share = road_fraction(height, width, spec)
         except RoadsegError as exc:
