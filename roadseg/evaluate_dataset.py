@@ -29,11 +29,11 @@ from roadseg.data import (
     LabelRule,
     MaskDecoder,
     Sample,
-    _colormap_lut,
-    _open,
-    _vector_mask,
+    colormap_lut,
     decode_mask,
+    open_raster,
     scan_dataset,
+    vector_mask,
 )
 from roadseg.encoding import PROB_NODATA, UINT8_PROBABILITIES
 from roadseg.errors import DatasetError
@@ -119,19 +119,19 @@ def read_truth(sample: Sample, decoder: MaskDecoder, road_width_m: float) -> np.
     """
     from rasterio.windows import Window
 
-    with _open(sample.image) as src:
+    with open_raster(sample.image) as src:
         if sample.is_vector:
-            return _vector_mask(sample.label, src, road_width_m)(
+            return vector_mask(sample.label, src, road_width_m)(
                 Window(0, 0, src.width, src.height)
             ).astype(bool)
         size = (src.width, src.height)
-    with _open(sample.label) as lab:
+    with open_raster(sample.label) as lab:
         if (lab.width, lab.height) != size:
             raise DatasetError(
                 f"{sample.label.name} is {lab.width}x{lab.height} but its image "
                 f"{sample.image.name} is {size[0]}x{size[1]}; masks must match their images"
             )
-        return decode_mask(lab.read(), decoder, _colormap_lut(lab)).astype(bool)
+        return decode_mask(lab.read(), decoder, colormap_lut(lab)).astype(bool)
 
 
 def evaluate_dataset(
