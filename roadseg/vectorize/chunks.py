@@ -17,6 +17,9 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Chunk:
+    """One square of the chunk grid: its place ``(i, j)`` in the grid and its pixels,
+    rows ``r0:r1`` and columns ``c0:c1`` of the raster."""
+
     i: int
     j: int
     r0: int
@@ -26,6 +29,8 @@ class Chunk:
 
 
 def chunk_grid(height: int, width: int, size: int) -> list[Chunk]:
+    """The chunks of a ``height`` x ``width`` raster, ``size`` pixels square (smaller
+    along the last row and column), row by row."""
     out = []
     for i, r0 in enumerate(range(0, height, size)):
         for j, c0 in enumerate(range(0, width, size)):

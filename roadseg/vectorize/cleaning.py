@@ -30,6 +30,9 @@ _FOUR = ndi.generate_binary_structure(2, 1)
 
 @dataclass
 class Thresholds:
+    """A pixel is road at or above ``high``, or at or above ``low`` when connected to
+    one at or above ``high`` (hysteresis; ``low == high`` without it)."""
+
     low: float
     high: float
 

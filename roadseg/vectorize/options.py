@@ -139,7 +139,7 @@ def _opt_round(value: float, digits: int) -> float | None:
 
 @dataclass(frozen=True)
 class VectorizeResult:
-    """What :func:`vectorize_raster` wrote."""
+    """What :func:`~roadseg.vectorize.pipeline.vectorize_raster` wrote."""
 
     output: Path
     lines: int

@@ -15,6 +15,8 @@ from roadseg.vectorize.graph import PixelGraph, components
 
 
 def drop_small_loops(g: PixelGraph, limit_m: float) -> None:
+    """Remove loops at junctions shorter than ``limit_m`` or than the junction's
+    circumference (2 pi times its half-width); a node left with two edges joins them."""
     for e in sorted(g.edges):
         edge = g.edges.get(e)
         if edge is not None and edge.u == edge.v and g.degree(edge.u) > 2:

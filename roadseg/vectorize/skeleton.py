@@ -179,7 +179,8 @@ def skeletonize_chunks(
     closer than the halo, so the widths are exact under the same test.
 
     ``mapper`` runs the windows (:func:`map_here`: one after the other, here;
-    :class:`DaskMap`: as Dask tasks); the halo grows exactly as it does here.
+    :class:`~roadseg.vectorize.tasks.DaskMap`: as Dask tasks); the halo grows
+    exactly as it does here.
     """
     mapper = mapper or map_here
     metric = scale.center

@@ -200,13 +200,13 @@ def merge_chunk_graphs(
 ) -> PixelGraph:
     """Stitch the chunks' graph structures into the graph of the whole skeleton.
 
-    The result equals :func:`skeleton_graph` of the whole skeleton, node ids, edge
-    ids and every array included: clusters of node pixels are joined across
-    borders and numbered in the order of their first pixel (row, col); pieces are
-    joined end to end where their exits meet into chains; open chains (numbered in
-    the order of their first pixel) become edges walked from their lower end
-    pixel, then isolated rings (in the same order) become closed edges starting
-    at their first pixel and leaving it away from its lower neighbour.
+    The result equals :func:`~roadseg.vectorize.graph.skeleton_graph` of the whole
+    skeleton, node ids, edge ids and every array included: clusters of node pixels are
+    joined across borders and numbered in the order of their first pixel (row, col);
+    pieces are joined end to end where their exits meet into chains; open chains
+    (numbered in the order of their first pixel) become edges walked from their lower
+    end pixel, then isolated rings (in the same order) become closed edges starting at
+    their first pixel and leaving it away from its lower neighbour.
 
     Raises:
         RoadsegError: the chunks do not agree across a border (an internal error).
