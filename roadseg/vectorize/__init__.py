@@ -78,21 +78,17 @@ module         holds
 ``bridging``   gaps between dead ends, straight or along the best probabilities
 ``lines``      simplification, map coordinates and attributes: the network
 ``tasks``      the chunk steps as tasks, in-process or on Dask
-``pipeline``   :func:`extract_network`, :func:`vectorize_array`, :func:`vectorize_raster`
+``pipeline``   :func:`extract_network`, :func:`clean_graph`, :func:`vectorize_array`
+``files``      :func:`vectorize_raster`: a GeoTIFF to a GeoPackage or GeoJSON file
 =============  ====================================================================
 """
 
+from roadseg.vectorize.files import default_output_path, vectorize_raster
 from roadseg.vectorize.graph import PixelEdge, PixelGraph, skeleton_graph
 from roadseg.vectorize.ground import GroundScale
 from roadseg.vectorize.lines import douglas_peucker
 from roadseg.vectorize.options import RoadNetwork, VectorizeOptions, VectorizeResult
-from roadseg.vectorize.pipeline import (
-    clean_graph,
-    default_output_path,
-    extract_network,
-    vectorize_array,
-    vectorize_raster,
-)
+from roadseg.vectorize.pipeline import clean_graph, extract_network, vectorize_array
 from roadseg.vectorize.pruning import (
     extend_to_border,
     merge_junctions,

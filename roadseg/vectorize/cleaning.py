@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from roadseg.errors import RoadsegError
 from roadseg.vectorize.chunks import Chunk, ChunkFiles
 from roadseg.vectorize.graph import components
+from roadseg.vectorize.options import VectorizeOptions
 from roadseg.vectorize.sources import RoadSource, SourceSpec
 
 #: Blobs smaller than ``min_area_m2`` are still kept when their bounding box
@@ -35,6 +36,27 @@ class Thresholds:
 
     low: float
     high: float
+
+
+def resolve_thresholds(source: RoadSource, options: VectorizeOptions) -> Thresholds:
+    """The thresholds of ``source`` under ``options``: 0.5 for a mask; for
+    probabilities the threshold asked for, else the one the raster states, else 0.5,
+    and the low threshold of hysteresis (the threshold itself without it).
+
+    Raises:
+        RoadsegError: a low threshold above the threshold.
+    """
+    if source.kind == "mask":
+        return Thresholds(0.5, 0.5)
+    high = options.threshold
+    if high is None:
+        high = source.default_threshold if source.default_threshold is not None else 0.5
+    low = options.low if options.low is not None else high
+    if low > high:
+        raise RoadsegError(
+            f"low threshold {low} is above the threshold {high}; hysteresis needs low <= threshold"
+        )
+    return Thresholds(low, high)
 
 
 def _foreground(values: np.ndarray, th: Thresholds) -> tuple[np.ndarray, np.ndarray | None]:

@@ -192,10 +192,69 @@ def skeleton_graph(
         _, keep = nbrs.table(np.arange(i0, i1))
         is_node[i0:i1] = keep.sum(axis=1) != 2
     is_path = ~is_node
+    cl_all, pdeg, indices, indptr, end_ids_a, end_pair = _pixel_links(nbrs, spans, is_node, is_path)
+
+    node_ids = np.flatnonzero(is_node)
+    cluster = np.full(n, -1, np.int64)
+    node_of_cluster = np.zeros(0, np.int64)
+    if node_ids.size:
+        _, cluster[node_ids] = np.unique(cl_all[node_ids], return_inverse=True)
+        node_of_cluster = add_cluster_nodes(
+            graph,
+            cluster[node_ids],
+            rows[node_ids],
+            cols[node_ids],
+            half_width[node_ids],
+            None if prob is None else prob[node_ids],
+        )
+    del cl_all
+
+    # Chains of path pixels, ordered by a breadth-first walk from one end.
+    path_ids = np.flatnonzero(is_path)
+    if path_ids.size:
+        seq, first_at, last_at, ring = _order_chains(path_ids, pdeg, indices, indptr)
+        del indices, indptr, pdeg
+
+        def node_pair(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            at = np.searchsorted(end_ids_a, pix)
+            return end_pair[0][at], end_pair[1][at]
+
+        _add_chains(
+            graph,
+            seq,
+            first_at,
+            last_at,
+            ring,
+            rows,
+            cols,
+            half_width,
+            prob,
+            node_pair,
+            cluster,
+            node_of_cluster,
+        )
+    graph.drop_isolated_nodes()
+    return graph
+
+
+def _pixel_links(
+    nbrs: Neighbours, spans: list[tuple[int, int]], is_node: np.ndarray, is_path: np.ndarray
+) -> tuple[
+    np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]
+]:
+    """Pass 2 of :func:`skeleton_graph`, block by block (``spans``) over the sorted
+    skeleton pixels: node-node links (8-connected) for clusters; path-path links
+    (pruned) for chains, as CSR pieces; and the node neighbours of chain ends.
+
+    Returns:
+        The cluster component of every pixel (meaningful at node pixels), each
+        pixel's number of path links, the path links as CSR ``indices`` and
+        ``indptr``, the chain-end pixels (increasing) and their first and second
+        node neighbours (-1: none).
+    """
+    n = is_node.size
     node_ext = np.append(is_node, False)  # index -1 (no neighbour) reads False
     path_ext = np.append(is_path, False)
-    # Pass 2: node-node links (8-connected) for clusters; path-path links (pruned)
-    # for chains, as CSR pieces; and the node neighbours of chain ends.
     cl_src, cl_dst, p_count, p_idx, end_ids, end_n1, end_n2 = [], [], [], [], [], [], []
     for i0, i1 in spans:
         idx = np.arange(i0, i1)
@@ -229,77 +288,53 @@ def skeleton_graph(
     del p_idx, p_count
     end_ids_a = np.concatenate(end_ids)
     end_pair = (np.concatenate(end_n1), np.concatenate(end_n2))
+    return cl_all, pdeg, indices, indptr, end_ids_a, end_pair
 
-    node_ids = np.flatnonzero(is_node)
-    cluster = np.full(n, -1, np.int64)
-    node_of_cluster = np.zeros(0, np.int64)
-    if node_ids.size:
-        _, cluster[node_ids] = np.unique(cl_all[node_ids], return_inverse=True)
-        node_of_cluster = add_cluster_nodes(
-            graph,
-            cluster[node_ids],
-            rows[node_ids],
-            cols[node_ids],
-            half_width[node_ids],
-            None if prob is None else prob[node_ids],
-        )
-    del cl_all
 
-    # Chains of path pixels, ordered by a breadth-first walk from one end.
-    path_ids = np.flatnonzero(is_path)
-    if path_ids.size:
-        data = np.ones(indices.size, np.int8)
+def _order_chains(
+    path_ids: np.ndarray, pdeg: np.ndarray, indices: np.ndarray, indptr: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The chains of path pixels (linked by the CSR ``indices``/``indptr`` over all
+    pixels), each walked breadth-first from its lowest end pixel; an isolated ring
+    from its lowest pixel, broken between it and its lowest-numbered neighbour.
+
+    Returns:
+        ``seq`` (the path pixels, chain by chain in the order of the chains'
+        numbers, each in walking order), where each chain starts and ends in it,
+        and which chains are rings.
+    """
+    n = pdeg.size
+    data = np.ones(indices.size, np.int8)
+    links = sparse.csr_matrix((data, indices, indptr), shape=(n, n))
+    _, chain = csgraph.connected_components(links, directed=False)
+    n_chain_ids = int(chain.max()) + 1
+    ends = path_ids[pdeg[path_ids] < 2]
+    has_end = np.zeros(n_chain_ids, bool)
+    has_end[chain[ends]] = True
+    start = np.full(n_chain_ids, n, np.int64)
+    np.minimum.at(start, chain[ends], ends)
+    ring_chains = np.unique(chain[path_ids][~has_end[chain[path_ids]]])
+    if ring_chains.size:
+        ring_start = np.full(n_chain_ids, n, np.int64)
+        np.minimum.at(ring_start, chain[path_ids], path_ids)
+        start[ring_chains] = ring_start[ring_chains]
+        # Break each ring between its start and its lowest-numbered neighbour.
+        for s_ in start[ring_chains]:
+            t_ = int(indices[indptr[s_] : indptr[s_ + 1]].min())
+            for a_, b_ in ((int(s_), t_), (t_, int(s_))):
+                row = slice(indptr[a_], indptr[a_ + 1])
+                data[row][indices[row] == b_] = 0
         links = sparse.csr_matrix((data, indices, indptr), shape=(n, n))
-        _, chain = csgraph.connected_components(links, directed=False)
-        n_chain_ids = int(chain.max()) + 1
-        ends = path_ids[pdeg[path_ids] < 2]
-        has_end = np.zeros(n_chain_ids, bool)
-        has_end[chain[ends]] = True
-        start = np.full(n_chain_ids, n, np.int64)
-        np.minimum.at(start, chain[ends], ends)
-        ring_chains = np.unique(chain[path_ids][~has_end[chain[path_ids]]])
-        if ring_chains.size:
-            ring_start = np.full(n_chain_ids, n, np.int64)
-            np.minimum.at(ring_start, chain[path_ids], path_ids)
-            start[ring_chains] = ring_start[ring_chains]
-            # Break each ring between its start and its lowest-numbered neighbour.
-            for s_ in start[ring_chains]:
-                t_ = int(indices[indptr[s_] : indptr[s_ + 1]].min())
-                for a_, b_ in ((int(s_), t_), (t_, int(s_))):
-                    row = slice(indptr[a_], indptr[a_ + 1])
-                    data[row][indices[row] == b_] = 0
-            links = sparse.csr_matrix((data, indices, indptr), shape=(n, n))
-            links.eliminate_zeros()
-        chains = np.unique(chain[path_ids])
-        starts = start[chains]
-        seq = walk_from(links, starts)  # along the path links (symmetric)
-        del links, indices, indptr, data
-        seq = seq[np.argsort(chain[seq], kind="stable")]
-        first_at = np.concatenate([[0], np.flatnonzero(np.diff(chain[seq])) + 1])
-        last_at = np.concatenate([first_at[1:], [seq.size]]) - 1
-        ring = np.isin(chain[seq[first_at]], ring_chains)
-        del chain, pdeg
-
-        def node_pair(pix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            at = np.searchsorted(end_ids_a, pix)
-            return end_pair[0][at], end_pair[1][at]
-
-        _add_chains(
-            graph,
-            seq,
-            first_at,
-            last_at,
-            ring,
-            rows,
-            cols,
-            half_width,
-            prob,
-            node_pair,
-            cluster,
-            node_of_cluster,
-        )
-    graph.drop_isolated_nodes()
-    return graph
+        links.eliminate_zeros()
+    chains = np.unique(chain[path_ids])
+    starts = start[chains]
+    seq = walk_from(links, starts)  # along the path links (symmetric)
+    del links, data
+    seq = seq[np.argsort(chain[seq], kind="stable")]
+    first_at = np.concatenate([[0], np.flatnonzero(np.diff(chain[seq])) + 1])
+    last_at = np.concatenate([first_at[1:], [seq.size]]) - 1
+    ring = np.isin(chain[seq[first_at]], ring_chains)
+    return seq, first_at, last_at, ring
 
 
 def add_cluster_nodes(

@@ -1,18 +1,17 @@
 """The vector flow composed: :func:`extract_network` (a road source to a
 :class:`~roadseg.vectorize.options.RoadNetwork` in memory, in-process or on Dask),
-:func:`clean_graph` (the order of the graph cleaning steps), and the entry points
-:func:`vectorize_array` and :func:`vectorize_raster` (a GeoTIFF to a GeoPackage or
-GeoJSON file)."""
+:func:`clean_graph` (the order of the graph cleaning steps) and
+:func:`vectorize_array` (an in-memory array to a network). Files in, files out:
+:mod:`roadseg.vectorize.files`."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,20 +19,20 @@ import numpy as np
 from affine import Affine
 
 from roadseg.distributed import DEFAULT_RETRIES
-from roadseg.errors import RoadsegError, VectorError
+from roadseg.errors import RoadsegError
 from roadseg.vectorize.bridging import Bridger
-from roadseg.vectorize.chunks import ChunkFiles, MaskStore, chunk_grid
+from roadseg.vectorize.chunks import Chunk, ChunkFiles, MaskStore, chunk_grid
 from roadseg.vectorize.cleaning import (
     KEEP_EXTENT_M,
     Cleaner,
-    Thresholds,
     analyse_chunk,
     clean_chunk,
+    resolve_thresholds,
 )
 from roadseg.vectorize.graph import PixelGraph
 from roadseg.vectorize.ground import AREA_UNIT_M2, GroundScale
 from roadseg.vectorize.lines import build_network
-from roadseg.vectorize.options import RoadNetwork, VectorizeOptions, VectorizeResult
+from roadseg.vectorize.options import RoadNetwork, VectorizeOptions
 from roadseg.vectorize.pruning import (
     drop_fragments,
     drop_small_loops,
@@ -42,7 +41,7 @@ from roadseg.vectorize.pruning import (
     prune_spurs,
     refine_junctions,
 )
-from roadseg.vectorize.skeleton import skeletonize_chunks
+from roadseg.vectorize.skeleton import Skeleton, skeletonize_chunks
 from roadseg.vectorize.sources import ArraySource, RasterKind, RasterSource, RoadSource
 from roadseg.vectorize.stitching import merge_chunk_graphs
 from roadseg.vectorize.tasks import DaskMap
@@ -66,20 +65,6 @@ def clean_graph(g: PixelGraph, options: VectorizeOptions, source: RoadSource | N
     refine_junctions(g)
     if source is not None:
         extend_to_border(g, (source.height, source.width))
-
-
-def _resolve_thresholds(source: RoadSource, options: VectorizeOptions) -> Thresholds:
-    if source.kind == "mask":
-        return Thresholds(0.5, 0.5)
-    high = options.threshold
-    if high is None:
-        high = source.default_threshold if source.default_threshold is not None else 0.5
-    low = options.low if options.low is not None else high
-    if low > high:
-        raise RoadsegError(
-            f"low threshold {low} is above the threshold {high}; hysteresis needs low <= threshold"
-        )
-    return Thresholds(low, high)
 
 
 def extract_network(
@@ -148,11 +133,10 @@ def extract_network(
             f"got {type(source).__name__}"
         )
     t0 = time.perf_counter()
-    th = _resolve_thresholds(source, options)
+    th = resolve_thresholds(source, options)
     height, width = source.height, source.width
     scale = GroundScale(source.transform, source.crs, height, width)
     chunks = chunk_grid(height, width, options.chunk_size)
-    single = len(chunks) == 1
     row_area = scale.row_area_units()
     cleaner = Cleaner(
         source,
@@ -174,41 +158,15 @@ def extract_network(
             bar.refresh()
 
         if client is None:
-            cleaner.analyse(lambda: bar.update(1))
-            store = MaskStore(height, width, single, Path(temp_dir) if temp_dir else None)
-            try:
-                for chunk in chunks:
-                    store.write(chunk.r0, chunk.c0, cleaner.apply(chunk))
-                    bar.update(1)
-                t1 = time.perf_counter()
-                bar.set_description("thinning")
-                skel = skeletonize_chunks(
-                    store, chunks, options.halo, scale, lambda: bar.update(1), restart,
-                    probs=source if source.kind == "probability" else None,
-                )  # fmt: skip
-            finally:
-                store.close()
+            skel, t1 = _skeleton_here(
+                source, cleaner, chunks, scale, options, bar, restart, temp_dir
+            )
         else:
             assert isinstance(source, RasterSource)  # checked above
             mapper = DaskMap(client, retries)
-            spec = source.spec()
-            cleaner.analyse(
-                lambda: bar.update(1), mapper(analyse_chunk, chunks, spec, cleaner.params)
+            skel, t1 = _skeleton_on_dask(
+                source, cleaner, chunks, scale, options, bar, restart, temp_dir, mapper
             )
-            folder = tempfile.mkdtemp(prefix=".roadseg-", dir=temp_dir)
-            try:
-                files = ChunkFiles(os.path.abspath(folder), height, width, options.chunk_size)
-                items = [(chunk, *cleaner.decisions(chunk)) for chunk in chunks]
-                for _ in mapper(clean_chunk, items, spec, cleaner.params, files):
-                    bar.update(1)
-                t1 = time.perf_counter()
-                bar.set_description("thinning")
-                skel = skeletonize_chunks(
-                    files, chunks, options.halo, scale, lambda: bar.update(1), restart,
-                    mapper, spec if source.kind == "probability" else None,
-                )  # fmt: skip
-            finally:
-                shutil.rmtree(folder, ignore_errors=True)
         t2 = time.perf_counter()
         bar.set_description("graph")
         with_prob = source.kind == "probability" and skel.pixels > 0
@@ -229,6 +187,70 @@ def extract_network(
             chunks=len(chunks),
         )
     return network
+
+
+def _skeleton_here(
+    source: RoadSource,
+    cleaner: Cleaner,
+    chunks: list[Chunk],
+    scale: GroundScale,
+    options: VectorizeOptions,
+    bar: Any,
+    restart: Callable[[int], None],
+    temp_dir: str | os.PathLike[str] | None,
+) -> tuple[Skeleton, float]:
+    """Clean and thin in this process, the cleaned mask in memory (one chunk) or in
+    a 1-bit temporary file in ``temp_dir``; returns the skeleton and the time the
+    cleaning ended."""
+    cleaner.analyse(lambda: bar.update(1))
+    single = len(chunks) == 1
+    store = MaskStore(source.height, source.width, single, Path(temp_dir) if temp_dir else None)
+    try:
+        for chunk in chunks:
+            store.write(chunk.r0, chunk.c0, cleaner.apply(chunk))
+            bar.update(1)
+        t1 = time.perf_counter()
+        bar.set_description("thinning")
+        skel = skeletonize_chunks(
+            store, chunks, options.halo, scale, lambda: bar.update(1), restart,
+            probs=source if source.kind == "probability" else None,
+        )  # fmt: skip
+    finally:
+        store.close()
+    return skel, t1
+
+
+def _skeleton_on_dask(
+    source: RasterSource,
+    cleaner: Cleaner,
+    chunks: list[Chunk],
+    scale: GroundScale,
+    options: VectorizeOptions,
+    bar: Any,
+    restart: Callable[[int], None],
+    temp_dir: str | os.PathLike[str] | None,
+    mapper: DaskMap,
+) -> tuple[Skeleton, float]:
+    """Clean and thin as Dask tasks, the cleaned mask in one 1-bit file per chunk
+    in a hidden folder in ``temp_dir`` (removed at the end); returns the skeleton
+    and the time the cleaning ended."""
+    spec = source.spec()
+    cleaner.analyse(lambda: bar.update(1), mapper(analyse_chunk, chunks, spec, cleaner.params))
+    folder = tempfile.mkdtemp(prefix=".roadseg-", dir=temp_dir)
+    try:
+        files = ChunkFiles(os.path.abspath(folder), source.height, source.width, options.chunk_size)
+        items = [(chunk, *cleaner.decisions(chunk)) for chunk in chunks]
+        for _ in mapper(clean_chunk, items, spec, cleaner.params, files):
+            bar.update(1)
+        t1 = time.perf_counter()
+        bar.set_description("thinning")
+        skel = skeletonize_chunks(
+            files, chunks, options.halo, scale, lambda: bar.update(1), restart,
+            mapper, spec if source.kind == "probability" else None,
+        )  # fmt: skip
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return skel, t1
 
 
 class _NoBar:
@@ -271,155 +293,3 @@ def vectorize_array(
     """
     source = ArraySource(values, transform, crs, nodata=nodata, kind=kind)
     return extract_network(source, options)
-
-
-def default_output_path(input_path: str | os.PathLike[str]) -> Path:
-    """``<stem>_roads.gpkg`` beside the input (``<stem>.gpkg`` if the stem already
-    ends in ``_roads``, as ``roadseg predict``'s outputs do)."""
-    src = Path(input_path)
-    stem = src.stem if src.stem.endswith("_roads") else f"{src.stem}_roads"
-    return src.with_name(f"{stem}.gpkg")
-
-
-def vectorize_raster(
-    input_path: str | os.PathLike[str],
-    output_path: str | os.PathLike[str],
-    options: VectorizeOptions = VectorizeOptions(),
-    *,
-    workers: int | None = None,
-    scheduler: str | None = None,
-    retries: int = DEFAULT_RETRIES,
-) -> VectorizeResult:
-    """Vectorize a road mask or probability GeoTIFF into a GeoPackage or GeoJSON file.
-
-    ``roadseg predict --vectorize`` calls this on its finished probability file.
-    The output format follows the extension: ``.gpkg`` (in the raster's CRS) or
-    ``.geojson`` / ``.json`` (WGS84 longitude/latitude, RFC 7946). The file appears
-    whole or not at all.
-
-    With ``workers`` or ``scheduler`` the chunk steps (reading, thresholding and
-    labelling for the cleaning, thinning) run as Dask tasks and the result is the
-    same as in-process, bit for bit (see :func:`extract_network`). Workers need
-    roadseg installed and must see the input and the output's folder under the
-    same paths; the cleaned mask passes through a hidden ``.roadseg-*`` folder
-    beside the output, removed at the end.
-
-    Args:
-        input_path: single-band road mask (non-zero = road) or road probabilities
-            (uint8 as ``roadseg predict`` writes them, or float 0..1).
-        output_path: the vector file to write.
-        options: see :class:`VectorizeOptions`.
-        workers: run the chunk steps on a Dask LocalCluster of this many worker
-            processes on this machine, each limited to ``cores // workers`` threads.
-        scheduler: run them on the running Dask cluster at this address
-            (``tcp://host:8786``).
-        retries: retries of a Dask task that raised an unexpected exception.
-
-    Returns:
-        A :class:`VectorizeResult`.
-
-    Raises:
-        InvalidRasterError: the input is missing or not a raster.
-        UnsupportedRasterError: several bands, or values neither mask nor probability.
-        OutputError: the output exists (without ``overwrite``), its folder is
-            missing, or it is the input.
-        VectorError: GeoJSON asked for a raster with no CRS, or an unknown extension.
-        MissingDependencyError: ``workers`` or ``scheduler`` without Dask installed.
-        RoadsegError: invalid options; both ``workers`` and ``scheduler``; an
-            unreachable scheduler; a Dask task that failed after its retries.
-    """
-    from roadseg import __version__
-    from roadseg.raster_io import check_output, gdal_env, open_raster
-    from roadseg.vector_io import output_format, write_lines
-
-    started = time.perf_counter()
-    input_path = Path(input_path)
-    output_path = Path(output_path)
-    options.validate()
-    where = "in-process"
-    if workers is not None or scheduler is not None:
-        from roadseg.distributed import import_distributed
-
-        if workers is not None and scheduler is not None:
-            raise RoadsegError("give either a number of workers or a scheduler address, not both")
-        if workers is not None and workers < 1:
-            raise RoadsegError(f"the number of workers must be at least 1, got {workers}")
-        import_distributed()  # fail before any file is looked at
-        where = f"Dask scheduler {scheduler}" if scheduler else f"{workers} local worker processes"
-    fmt = output_format(output_path)
-    check_output(output_path, overwrite=options.overwrite, inputs=(input_path,), what="output")
-    notes: list[str] = []
-    with gdal_env(), open_raster(input_path) as ds:
-        source = RasterSource(ds, input_path.name)
-        if source.crs is None:
-            if fmt == "geojson":
-                raise VectorError(
-                    f"{input_path.name} has no CRS, so its coordinates cannot be sent to "
-                    "longitude/latitude for GeoJSON (RFC 7946); write a GeoPackage (.gpkg) "
-                    "instead, or set the CRS (gdal_edit.py -a_srs EPSG:...)"
-                )
-            notes.append(
-                f"{input_path.name} has no CRS; lines are in its map units (pixel space if "
-                "it has no transform either) and lengths assume metres"
-            )
-            log.warning(notes[-1])
-        if source.kind == "mask" and (options.threshold is not None or options.low is not None):
-            notes.append(f"{input_path.name} is a mask; --threshold and --low are not used")
-            log.warning(notes[-1])
-        th = _resolve_thresholds(source, options)
-        stats: dict[str, Any] = {}
-        with warnings.catch_warnings(), contextlib.ExitStack() as stack:
-            warnings.simplefilter("ignore")
-            client = None
-            if where != "in-process":
-                from roadseg.distributed import dask_client
-
-                client = stack.enter_context(dask_client(workers=workers, scheduler=scheduler))
-            network = extract_network(
-                source,
-                options,
-                temp_dir=output_path.parent,
-                stats=stats,
-                client=client,
-                retries=retries,
-            )
-        tags = {
-            "ROADSEG_VERSION": __version__,
-            "ROADSEG_INPUT": input_path.name,
-            "ROADSEG_INPUT_KIND": source.kind,
-            "ROADSEG_THRESHOLD": f"{th.high:g}" if source.kind == "probability" else "",
-            "ROADSEG_LOW": f"{th.low:g}" if th.low < th.high else "",
-            "ROADSEG_MIN_AREA_M2": f"{options.min_area_m2:g}",
-            "ROADSEG_HOLE_AREA_M2": f"{options.hole_area_m2:g}",
-            "ROADSEG_SPUR_M": f"{options.spur_m:g}",
-            "ROADSEG_MERGE_M": f"{options.merge_m:g}",
-            "ROADSEG_GAP_M": f"{options.gap_m:g}",
-            "ROADSEG_GAP_ANGLE_DEG": f"{options.gap_angle_deg:g}",
-            "ROADSEG_SIMPLIFY_M": f"{options.simplify_m:g}",
-        }
-        tags = {k: v for k, v in tags.items() if v}
-        for key in ("ROADSEG_MODEL", "ROADSEG_MODEL_SHA256", "ROADSEG_TILE_SIZE"):
-            if key in source.tags:
-                tags[key] = source.tags[key]
-        write_lines(
-            output_path,
-            network.lines,
-            network.properties(),
-            network.crs,
-            layer="roads",
-            metadata=tags,
-            overwrite=options.overwrite,
-        )
-    return VectorizeResult(
-        output=output_path,
-        lines=len(network),
-        junctions=network.junctions,
-        length_m=network.total_length_m,
-        kind=source.kind,
-        threshold=th.high if source.kind == "probability" else None,
-        halo=int(stats.get("halo", options.halo)),
-        seconds=time.perf_counter() - started,
-        warnings=tuple(notes),
-        tags=tags,
-        where=where,
-    )

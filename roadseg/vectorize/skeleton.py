@@ -24,7 +24,7 @@ from roadseg.vectorize.thinning import neighbour_code, thin_framed
 
 
 @dataclass
-class _Skeleton:
+class Skeleton:
     """The skeleton of the whole raster as the graph structures of its chunks."""
 
     parts: list[ChunkGraph]
@@ -162,7 +162,7 @@ def skeletonize_chunks(
     restart: Callable[[int], None],
     mapper: Mapper | None = None,
     probs: RoadSource | SourceSpec | None = None,
-) -> _Skeleton:
+) -> Skeleton:
     """The skeleton of the whole cleaned mask, one chunk window at a time, as the
     graph structures of the chunks (:func:`chunk_graph`; ``probs`` as for
     :func:`_thin_chunk`).
@@ -205,4 +205,4 @@ def skeletonize_chunks(
             break
         halo = max(2 * halo, failed[min(failed)] + 16)
         restart(halo)
-    return _Skeleton([p[0] for p in parts], halo)
+    return Skeleton([p[0] for p in parts], halo)

@@ -215,8 +215,45 @@ def merge_chunk_graphs(
     graph = PixelGraph(scale, with_prob)
     if not parts or sum(p.pixels for p in parts) == 0:
         return graph
+    nodes = _stitch_nodes(graph, parts, width, with_prob)
+    # Pieces: vertex 2p is piece p's head (exit 0), 2p + 1 its tail (exit 1).
+    piece_len = np.concatenate([p.piece_len for p in parts]).astype(np.int64)
+    if piece_len.size:
+        chains = _stitch_chains(parts, width, piece_len)
+        _add_chain_edges(graph, parts, with_prob, chains, nodes)
+    graph.drop_isolated_nodes()
+    return graph
 
-    # Nodes: the local clusters joined across borders, numbered by first pixel.
+
+def _disagree() -> RoadsegError:
+    return RoadsegError("the chunks' graphs do not agree across a border (internal error)")
+
+
+def _node_index(node_keys: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Where node pixels ``keys`` are in the sorted ``node_keys``."""
+    at = np.minimum(np.searchsorted(node_keys, keys), max(node_keys.size - 1, 0))
+    if keys.size and not np.array_equal(node_keys[at], keys):
+        raise _disagree()
+    return at
+
+
+@dataclass
+class _Nodes:
+    """The graph's nodes made from the chunks' node pixels."""
+
+    keys: np.ndarray  # node pixel keys, increasing
+    cluster: np.ndarray  # the cluster of each node pixel
+    node_of_cluster: np.ndarray  # the graph's node of each cluster
+
+    def at(self, keys: np.ndarray) -> np.ndarray:
+        """The graph's nodes of node pixels ``keys``."""
+        return self.node_of_cluster[self.cluster[_node_index(self.keys, keys)]]
+
+
+def _stitch_nodes(
+    graph: PixelGraph, parts: list[ChunkGraph], width: int, with_prob: bool
+) -> _Nodes:
+    """Nodes: the local clusters joined across borders, numbered by first pixel."""
     node_keys = np.concatenate([p.node_keys for p in parts])
     label_base = np.cumsum([0] + [p.n_labels for p in parts])
     node_label = np.concatenate(
@@ -228,15 +265,8 @@ def merge_chunk_graphs(
     node_prob = None
     if with_prob:
         node_prob = np.concatenate([p.node_prob for p in parts])[order].astype(float)  # type: ignore[misc]
-
-    def node_index(keys: np.ndarray) -> np.ndarray:
-        at = np.minimum(np.searchsorted(node_keys, keys), max(node_keys.size - 1, 0))
-        if keys.size and not np.array_equal(node_keys[at], keys):
-            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
-        return at
-
     cross = np.concatenate([p.cross for p in parts])
-    pairs = node_label[node_index(cross.reshape(-1))].reshape(-1, 2)
+    pairs = node_label[_node_index(node_keys, cross.reshape(-1))].reshape(-1, 2)
     comp = components(int(label_base[-1]), pairs)[node_label]
     cluster = np.zeros(0, np.int64)
     node_of_cluster = np.zeros(0, np.int64)
@@ -253,120 +283,146 @@ def merge_chunk_graphs(
             node_hw,
             node_prob,
         )
+    return _Nodes(node_keys, cluster, node_of_cluster)
 
-    # Pieces: vertex 2p is piece p's head (exit 0), 2p + 1 its tail (exit 1).
-    piece_len = np.concatenate([p.piece_len for p in parts]).astype(np.int64)
+
+@dataclass
+class _Chains:
+    """The chunks' pieces joined into chains, each in walking order."""
+
+    rows: np.ndarray  # the pieces' pixels, as the chunks gave them
+    cols: np.ndarray
+    keys: np.ndarray
+    exit_key: np.ndarray  # (2 * pieces,) the exit of each piece end
+    seq: np.ndarray  # piece ends (vertices) in walking order, chain by chain
+    cfirst: np.ndarray  # where each chain starts in seq
+    clast: np.ndarray  # where each chain ends in seq
+    idx: np.ndarray  # pixel indices of all chains, in walking order
+    csize: np.ndarray  # pixels per chain
+    n_open: int  # open chains (first), then rings
+
+
+def _stitch_chains(parts: list[ChunkGraph], width: int, piece_len: np.ndarray) -> _Chains:
+    """Join the pieces end to end where their exits meet (vertex 2p is piece p's
+    head, 2p + 1 its tail) and walk each chain from its start: an open chain from
+    its terminal end with the lower pixel, a ring from its lowest vertex. Chains
+    come in the order of their first pixel, open ones first."""
     n_pieces = piece_len.size
-    if n_pieces:
-        rows = np.concatenate([p.rows for p in parts])
-        cols = np.concatenate([p.cols for p in parts])
-        keys = rows.astype(np.int64) * width + cols
-        exit_key = np.concatenate([p.exit_key for p in parts]).reshape(-1)
-        exit_dir = np.concatenate([p.exit_dir for p in parts]).reshape(-1).astype(np.int64)
-        exit_node = np.concatenate([p.exit_node for p in parts]).reshape(-1)
-        pstart = np.concatenate([[0], np.cumsum(piece_len)[:-1]])
-        end_key = np.stack([keys[pstart], keys[pstart + piece_len - 1]], axis=1).reshape(-1)
-        # Links across borders: the exit (a, k) of one piece meets (a + k, 7 - k).
-        is_link = (exit_key >= 0) & ~exit_node
-        lv = np.flatnonzero(is_link)
-        lid_ = end_key[lv] * 8 + exit_dir[lv]
-        want = exit_key[lv] * 8 + (7 - exit_dir[lv])
-        lorder = np.argsort(lid_)
-        at = np.minimum(np.searchsorted(lid_, want, sorter=lorder), max(lv.size - 1, 0))
-        if lv.size and not np.array_equal(lid_[lorder[at]], want):
-            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
-        partner = lv[lorder[at]]
-        n_v = 2 * n_pieces
-        inner = np.arange(n_v) ^ 1
-        src = np.concatenate([np.arange(n_v), lv])
-        dst = np.concatenate([inner, partner])
+    rows = np.concatenate([p.rows for p in parts])
+    cols = np.concatenate([p.cols for p in parts])
+    keys = rows.astype(np.int64) * width + cols
+    exit_key = np.concatenate([p.exit_key for p in parts]).reshape(-1)
+    exit_dir = np.concatenate([p.exit_dir for p in parts]).reshape(-1).astype(np.int64)
+    exit_node = np.concatenate([p.exit_node for p in parts]).reshape(-1)
+    pstart = np.concatenate([[0], np.cumsum(piece_len)[:-1]])
+    end_key = np.stack([keys[pstart], keys[pstart + piece_len - 1]], axis=1).reshape(-1)
+    # Links across borders: the exit (a, k) of one piece meets (a + k, 7 - k).
+    is_link = (exit_key >= 0) & ~exit_node
+    lv = np.flatnonzero(is_link)
+    lid_ = end_key[lv] * 8 + exit_dir[lv]
+    want = exit_key[lv] * 8 + (7 - exit_dir[lv])
+    lorder = np.argsort(lid_)
+    at = np.minimum(np.searchsorted(lid_, want, sorter=lorder), max(lv.size - 1, 0))
+    if lv.size and not np.array_equal(lid_[lorder[at]], want):
+        raise _disagree()
+    partner = lv[lorder[at]]
+    n_v = 2 * n_pieces
+    inner = np.arange(n_v) ^ 1
+    src = np.concatenate([np.arange(n_v), lv])
+    dst = np.concatenate([inner, partner])
+    links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
+    _, chain = csgraph.connected_components(links, directed=False)
+    n_chains = int(chain.max()) + 1
+    terminal = exit_node
+    n_term = np.bincount(chain, terminal, minlength=n_chains).astype(np.int64)
+    if np.any((n_term != 0) & (n_term != 2)):
+        raise _disagree()
+    ring = n_term == 0
+    # The start: an open chain's terminal end with the lower pixel (the head of
+    # a single pixel: its first exit); a ring's lowest vertex, whose link is cut.
+    tv = np.flatnonzero(terminal)
+    tkey = end_key[tv] * 2 + (tv & 1)
+    start = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(start, chain[tv], tkey)
+    start_v = np.full(n_chains, -1, np.int64)
+    best = tkey == start[chain[tv]]
+    start_v[chain[tv[best]]] = tv[best]
+    if ring.any():
+        lowest = np.full(n_chains, n_v, np.int64)
+        np.minimum.at(lowest, chain, np.arange(n_v))
+        start_v[ring] = lowest[ring]
+        touches = np.isin(src, lowest[ring]) | np.isin(dst, lowest[ring])
+        keep_link = ~touches | (dst == (src ^ 1))
+        src, dst = src[keep_link], dst[keep_link]
         links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
-        _, chain = csgraph.connected_components(links, directed=False)
-        n_chains = int(chain.max()) + 1
-        terminal = exit_node
-        n_term = np.bincount(chain, terminal, minlength=n_chains).astype(np.int64)
-        if np.any((n_term != 0) & (n_term != 2)):
-            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
-        ring = n_term == 0
-        # The start: an open chain's terminal end with the lower pixel (the head of
-        # a single pixel: its first exit); a ring's lowest vertex, whose link is cut.
-        tv = np.flatnonzero(terminal)
-        tkey = end_key[tv] * 2 + (tv & 1)
-        start = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(start, chain[tv], tkey)
-        start_v = np.full(n_chains, -1, np.int64)
-        best = tkey == start[chain[tv]]
-        start_v[chain[tv[best]]] = tv[best]
-        if ring.any():
-            lowest = np.full(n_chains, n_v, np.int64)
-            np.minimum.at(lowest, chain, np.arange(n_v))
-            start_v[ring] = lowest[ring]
-            touches = np.isin(src, lowest[ring]) | np.isin(dst, lowest[ring])
-            keep_link = ~touches | (dst == (src ^ 1))
-            src, dst = src[keep_link], dst[keep_link]
-            links = sparse.csr_matrix((np.ones(src.size, np.int8), (src, dst)), shape=(n_v, n_v))
-        seq = walk_from(links, start_v)
-        if seq.size != n_v:
-            raise RoadsegError("the chunks' graphs do not agree across a border (internal error)")
-        # Chains in the order of their first pixel: open ones, then rings.
-        pmin = np.minimum.reduceat(keys, pstart)
-        cmin = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(cmin, chain[0::2], pmin)
-        rank_c = np.lexsort((cmin, ring))
-        pos_c = np.empty(n_chains, np.int64)
-        pos_c[rank_c] = np.arange(n_chains)
-        seq = seq[np.argsort(pos_c[chain[seq]], kind="stable")]
-        bounds = np.flatnonzero(np.diff(pos_c[chain[seq]])) + 1
-        cfirst = np.concatenate([[0], bounds])
-        clast = np.concatenate([bounds, [n_v]]) - 1
-        enter = seq[0::2]  # each piece is entered at one end and left at the other
-        piece = enter // 2
-        # Pixel indices of all chains, in walking order.
-        plen = piece_len[piece]
-        out_start = np.concatenate([[0], np.cumsum(plen)[:-1]])
-        i = np.arange(int(plen.sum())) - np.repeat(out_start, plen)
-        base = np.repeat(pstart[piece], plen)
-        forward = np.repeat((enter & 1) == 0, plen)
-        idx = np.where(forward, base + i, base + np.repeat(plen, plen) - 1 - i)
-        del i, base, forward
-        csize = np.bincount(chain[0::2], piece_len, minlength=n_chains).astype(np.int64)[rank_c]
-        n_open = int(np.count_nonzero(~ring))
-        hw_all = np.concatenate([p.hw for p in parts])
-        prob_all = None
-        if with_prob:
-            prob_all = np.concatenate([p.prob for p in parts]).astype(float)  # type: ignore[misc]
-        if n_open:
-            # u: the node beyond the exit the walk starts from; v: beyond its last.
-            u_key = exit_key[seq[cfirst[:n_open]]]
-            v_key = exit_key[seq[clast[:n_open]]]
-            u = node_of_cluster[cluster[node_index(u_key)]]
-            v = node_of_cluster[cluster[node_index(v_key)]]
-            sel = idx[: int(csize[:n_open].sum())]
-            add_open_chains(
-                graph,
-                csize[:n_open],
-                u,
-                v,
-                rows[sel],
-                cols[sel],
-                hw_all[sel],
-                None if prob_all is None else prob_all[sel],
-            )
-        done = int(csize[:n_open].sum())
-        for size in csize[n_open:]:
-            cyc = idx[done : done + size]
-            done += int(size)
-            ck = keys[cyc]
-            s_ = int(np.argmin(ck))
-            m = cyc.size
-            step = -1 if ck[(s_ + 1) % m] < ck[(s_ - 1) % m] else 1
-            cyc = cyc[(s_ + step * np.arange(m)) % m]
-            add_ring(
-                graph,
-                rows[cyc],
-                cols[cyc],
-                hw_all[cyc],
-                None if prob_all is None else prob_all[cyc],
-            )
-    graph.drop_isolated_nodes()
-    return graph
+    seq = walk_from(links, start_v)
+    if seq.size != n_v:
+        raise _disagree()
+    # Chains in the order of their first pixel: open ones, then rings.
+    pmin = np.minimum.reduceat(keys, pstart)
+    cmin = np.full(n_chains, np.iinfo(np.int64).max, np.int64)
+    np.minimum.at(cmin, chain[0::2], pmin)
+    rank_c = np.lexsort((cmin, ring))
+    pos_c = np.empty(n_chains, np.int64)
+    pos_c[rank_c] = np.arange(n_chains)
+    seq = seq[np.argsort(pos_c[chain[seq]], kind="stable")]
+    bounds = np.flatnonzero(np.diff(pos_c[chain[seq]])) + 1
+    cfirst = np.concatenate([[0], bounds])
+    clast = np.concatenate([bounds, [n_v]]) - 1
+    enter = seq[0::2]  # each piece is entered at one end and left at the other
+    piece = enter // 2
+    # Pixel indices of all chains, in walking order.
+    plen = piece_len[piece]
+    out_start = np.concatenate([[0], np.cumsum(plen)[:-1]])
+    i = np.arange(int(plen.sum())) - np.repeat(out_start, plen)
+    base = np.repeat(pstart[piece], plen)
+    forward = np.repeat((enter & 1) == 0, plen)
+    idx = np.where(forward, base + i, base + np.repeat(plen, plen) - 1 - i)
+    del i, base, forward
+    csize = np.bincount(chain[0::2], piece_len, minlength=n_chains).astype(np.int64)[rank_c]
+    n_open = int(np.count_nonzero(~ring))
+    return _Chains(rows, cols, keys, exit_key, seq, cfirst, clast, idx, csize, n_open)
+
+
+def _add_chain_edges(
+    graph: PixelGraph, parts: list[ChunkGraph], with_prob: bool, ch: _Chains, nodes: _Nodes
+) -> None:
+    """Open chains become edges between the nodes beyond their ends; rings become
+    closed edges starting at their first pixel, leaving it away from its lower
+    neighbour."""
+    n_open = ch.n_open
+    hw_all = np.concatenate([p.hw for p in parts])
+    prob_all = None
+    if with_prob:
+        prob_all = np.concatenate([p.prob for p in parts]).astype(float)  # type: ignore[misc]
+    if n_open:
+        # u: the node beyond the exit the walk starts from; v: beyond its last.
+        u = nodes.at(ch.exit_key[ch.seq[ch.cfirst[:n_open]]])
+        v = nodes.at(ch.exit_key[ch.seq[ch.clast[:n_open]]])
+        sel = ch.idx[: int(ch.csize[:n_open].sum())]
+        add_open_chains(
+            graph,
+            ch.csize[:n_open],
+            u,
+            v,
+            ch.rows[sel],
+            ch.cols[sel],
+            hw_all[sel],
+            None if prob_all is None else prob_all[sel],
+        )
+    done = int(ch.csize[:n_open].sum())
+    for size in ch.csize[n_open:]:
+        cyc = ch.idx[done : done + size]
+        done += int(size)
+        ck = ch.keys[cyc]
+        s_ = int(np.argmin(ck))
+        m = cyc.size
+        step = -1 if ck[(s_ + 1) % m] < ck[(s_ - 1) % m] else 1
+        cyc = cyc[(s_ + step * np.arange(m)) % m]
+        add_ring(
+            graph,
+            ch.rows[cyc],
+            ch.cols[cyc],
+            hw_all[cyc],
+            None if prob_all is None else prob_all[cyc],
+        )
