@@ -36,8 +36,9 @@ class ChunkGraph:
     inside the core, each in walking order, with an exit at each end: the
     neighbour the chain continues to beyond the piece (a node pixel, or a
     two-neighbour pixel across the border) as its key and direction (an index of
-    ``OFFS``); -1 where there is none (a ring inside the core). A single-pixel
-    piece has both of its exits at that pixel, in ``OFFS`` order.
+    :data:`roadseg.vectorize.graph.OFFS`); -1 where there is none (a ring inside
+    the core). A single-pixel piece has both of its exits at that pixel, in
+    ``OFFS`` order.
     """
 
     node_keys: np.ndarray  # (k,) int64, increasing
