@@ -23,7 +23,8 @@ from roadseg import synthetic
 from roadseg.cli import cli
 from roadseg.distributed import INSTALL_HINT, MissingDependencyError
 from roadseg.errors import RoadsegError, UnsupportedRasterError
-from roadseg.vectorize import VectorizeOptions, _DaskMap, vectorize_raster
+from roadseg.vectorize import VectorizeOptions, vectorize_raster
+from roadseg.vectorize.tasks import DaskMap
 
 SPEC = synthetic.SceneSpec(seed=3)
 
@@ -151,10 +152,10 @@ def _broken(item: int) -> int:
 def test_failed_tasks_are_retried(scheduler: str, tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
     with distributed.Client(scheduler) as client:
-        got = dict(_DaskMap(client, retries=2)(_flaky, [1, 2, 3], str(tmp_path / "flag")))
+        got = dict(DaskMap(client, retries=2)(_flaky, [1, 2, 3], str(tmp_path / "flag")))
         assert got == {0: 10, 1: 20, 2: 30}
         with pytest.raises(RoadsegError, match=r"of 2 failed on Dask \(ValueError: broken"):
-            list(_DaskMap(client, retries=1)(_broken, [1, 2]))
+            list(DaskMap(client, retries=1)(_broken, [1, 2]))
 
 
 # --------------------------------------------------------------------------- the command
