@@ -48,6 +48,7 @@ from rasterio.windows import Window
 
 from roadseg import encoding as enc
 from roadseg.errors import RoadsegError, UnsupportedRasterError
+from roadseg.geo import pixel_size_on_ground
 from roadseg.model import LoadedModel
 from roadseg.predict import (
     PredictOptions,
@@ -83,10 +84,6 @@ MAX_UPSAMPLE = 4.0
 #: Rows of the input's grid written per step of the write-back (one block row).
 STRIP_ROWS = 256
 
-#: WGS 84 ellipsoid, for metres per degree at a latitude.
-_WGS84_A = 6_378_137.0
-_WGS84_E2 = 6.694_379_990_14e-3
-
 _GDAL_TYPES = {
     "uint8": "Byte",
     "int8": "Int8",
@@ -102,67 +99,6 @@ _GDAL_TYPES = {
 
 
 # --------------------------------------------------------------------------- GSD
-
-
-def pixel_size_on_ground(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
-    """Metres on the ground covered by one pixel step along x and y.
-
-    Measured at the raster's centre: the centre pixel and its right and
-    lower neighbours are taken to WGS 84 longitude/latitude and the steps
-    measured on the ellipsoid. This gives the true ground size for any CRS:
-    metres in UTM, feet in a State Plane CRS, degrees in EPSG:4326 and the
-    stretched "metres" of Web Mercator (which overstate the ground size by
-    1 / cos(latitude)). Rotated transforms are handled too.
-
-    Returns:
-        ``(x, y)`` in metres, or None when the raster has no CRS or an
-        identity transform (no georeferencing to measure).
-    """
-    if src.crs is None or src.transform.is_identity:
-        return None
-    t = src.transform
-    cx, cy = src.width / 2.0, src.height / 2.0
-    points = [t @ (cx, cy), t @ (cx + 1.0, cy), t @ (cx, cy + 1.0)]
-    try:
-        from rasterio.warp import transform as reproject_points
-
-        lons, lats = reproject_points(
-            src.crs, "EPSG:4326", [p[0] for p in points], [p[1] for p in points]
-        )
-    except Exception:  # a local or engineering CRS: fall back on its units
-        return _size_from_units(src)
-    if not all(math.isfinite(v) for v in (*lons, *lats)):
-        return _size_from_units(src)
-    return (
-        _ellipsoid_distance(lons[0], lats[0], lons[1], lats[1]),
-        _ellipsoid_distance(lons[0], lats[0], lons[2], lats[2]),
-    )
-
-
-def _size_from_units(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
-    """Pixel size in metres from the CRS's linear unit, or None without one."""
-    t = src.transform
-    try:
-        _, factor = src.crs.linear_units_factor
-    except Exception:  # no linear unit: not measurable
-        return None
-    return math.hypot(t.a, t.d) * factor, math.hypot(t.b, t.e) * factor
-
-
-def _ellipsoid_distance(lon0: float, lat0: float, lon1: float, lat1: float) -> float:
-    """Metres between two nearby points on the WGS 84 ellipsoid.
-
-    Uses the local radii of curvature (meridional and prime vertical), exact
-    to a few parts per million over the length of a pixel.
-    """
-    phi = math.radians((lat0 + lat1) / 2.0)
-    w = math.sqrt(1.0 - _WGS84_E2 * math.sin(phi) ** 2)
-    meridional = _WGS84_A * (1.0 - _WGS84_E2) / w**3
-    prime_vertical = _WGS84_A / w
-    dlon = (lon1 - lon0 + 180.0) % 360.0 - 180.0  # across the antimeridian too
-    dx = math.radians(dlon) * prime_vertical * math.cos(phi)
-    dy = math.radians(lat1 - lat0) * meridional
-    return math.hypot(dx, dy)
 
 
 def input_pixel_size(

@@ -60,7 +60,8 @@ from shapely.geometry import LineString
 from shapely.geometry.base import BaseGeometry
 
 from roadseg.errors import VectorError
-from roadseg.vector_io import read_lines, reproject_lines
+from roadseg.geo import to_metric
+from roadseg.vector_io import read_lines
 
 __all__ = [
     "CenterlineScores",
@@ -139,54 +140,6 @@ class NetworkEvaluation:
 
 def _ratio(num: float, den: float) -> float:
     return min(1.0, num / den) if den > 0 else 1.0
-
-
-def _utm_for(lines: Sequence[BaseGeometry], crs: Any) -> Any:
-    """The UTM CRS of the centre of ``lines`` (given in ``crs``)."""
-    from rasterio.crs import CRS
-    from rasterio.warp import transform as warp_transform
-
-    minx, miny, maxx, maxy = shapely.total_bounds(np.asarray(lines, dtype=object))
-    lon, lat = warp_transform(crs, "EPSG:4326", [(minx + maxx) / 2], [(miny + maxy) / 2])
-    zone = int(math.floor((lon[0] + 180.0) / 6.0)) % 60 + 1
-    return CRS.from_epsg((32600 if lat[0] >= 0 else 32700) + zone)
-
-
-def to_metric(
-    groups: Sequence[tuple[Sequence[BaseGeometry], Any]],
-) -> list[list[BaseGeometry]]:
-    """Send several line sets, each with its CRS, into one metric frame.
-
-    The frame is the UTM zone of the first non-empty set's centre. Sets with no
-    CRS are taken to be in metres already (allowed only if all lack one).
-
-    Raises:
-        VectorError: some sets have a CRS and others do not, or GDAL cannot
-            transform them.
-    """
-    have = [crs is not None for lines, crs in groups if len(lines)]
-    if not any(have):
-        return [list(lines) for lines, _ in groups]
-    if not all(have):
-        raise VectorError(
-            "one of the line sets has no CRS, so it cannot be compared with the other; "
-            "give both a CRS"
-        )
-    ref = next((lines, crs) for lines, crs in groups if len(lines))
-    try:
-        utm = _utm_for(ref[0], ref[1])
-    except Exception:
-        utm = None
-    out: list[list[BaseGeometry]] = []
-    for lines, crs in groups:
-        if not len(lines):
-            out.append([])
-        elif utm is None:
-            factor = float(crs.linear_units_factor[1])
-            out.append([shapely.transform(g, lambda xy, f=factor: xy * f) for g in lines])
-        else:
-            out.append(reproject_lines(list(lines), crs, utm))
-    return out
 
 
 def _length_within(lines: BaseGeometry, area: BaseGeometry) -> float:

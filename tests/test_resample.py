@@ -22,6 +22,7 @@ from rasterio.windows import Window
 
 from roadseg.encoding import PROB_NODATA
 from roadseg.errors import RoadsegError, UnsupportedRasterError
+from roadseg.geo import pixel_size_on_ground
 from roadseg.model import LoadedModel, ModelInfo
 from roadseg.predict import PredictOptions, predict_raster
 from roadseg.resample import (
@@ -30,7 +31,6 @@ from roadseg.resample import (
     input_gsd,
     interpolate,
     model_grid_shape,
-    pixel_size_on_ground,
     plan_gsd,
     predict_at_model_gsd,
     write_resampled_vrt,

@@ -23,7 +23,7 @@ def pixel_size_m(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
     """Metres on the ground per pixel along x and y, or None if the raster is
     not georeferenced (measured as ``roadseg predict`` measures its inputs, so
     a model's recorded GSD and an input's GSD compare like with like; see
-    :func:`roadseg.resample.pixel_size_on_ground`)."""
-    from roadseg.resample import pixel_size_on_ground
+    :func:`roadseg.geo.pixel_size_on_ground`)."""
+    from roadseg.geo import pixel_size_on_ground
 
     return pixel_size_on_ground(src)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from affine import Affine
 
+from roadseg import encoding as enc
 from roadseg.synthetic.elements import Layout
 from roadseg.synthetic.generate import iter_blocks
 from roadseg.synthetic.layout import scene_layout
@@ -102,7 +103,7 @@ def write_scene(
             rasterio.open(tmp.mask, "w", count=1, **common) as mask_dst,
         ):
             img_dst.update_tags(**tags)
-            mask_dst.update_tags(**tags, ROADSEG_MASK="255 = road surface, 0 = not road")
+            mask_dst.update_tags(**tags, **{enc.TAG_MASK: "255 = road surface, 0 = not road"})
             rendered = _render_blocks(lay, blocks, workers)
             if progress:
                 from tqdm import tqdm
@@ -162,9 +163,9 @@ def _profile(
     if height * width * 3 > 3_900_000_000:
         common["BIGTIFF"] = "YES"
     tags = {
-        "ROADSEG_GENERATOR": "roadseg.synthetic",
-        "ROADSEG_SEED": str(spec.seed),
-        "ROADSEG_SIZE": f"{height}x{width}",
+        enc.TAG_GENERATOR: "roadseg.synthetic",
+        enc.TAG_SEED: str(spec.seed),
+        enc.TAG_SIZE: f"{height}x{width}",
     }
     if workers > 1:
         common["num_threads"] = workers  # GDAL compresses tiles in parallel too

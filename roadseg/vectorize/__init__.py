@@ -83,9 +83,9 @@ module         holds
 =============  ====================================================================
 """
 
+from roadseg.geo import GroundScale
 from roadseg.vectorize.files import default_output_path, vectorize_raster
 from roadseg.vectorize.graph import PixelEdge, PixelGraph, skeleton_graph
-from roadseg.vectorize.ground import GroundScale
 from roadseg.vectorize.lines import douglas_peucker
 from roadseg.vectorize.options import RoadNetwork, VectorizeOptions, VectorizeResult
 from roadseg.vectorize.pipeline import clean_graph, extract_network, vectorize_array

@@ -12,6 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from roadseg import encoding as enc
 from roadseg.distributed import DEFAULT_RETRIES
 from roadseg.errors import RoadsegError, VectorError
 from roadseg.vectorize.cleaning import Thresholds, resolve_thresholds
@@ -178,21 +179,21 @@ def _output_tags(
     from roadseg import __version__
 
     tags = {
-        "ROADSEG_VERSION": __version__,
-        "ROADSEG_INPUT": name,
-        "ROADSEG_INPUT_KIND": source.kind,
-        "ROADSEG_THRESHOLD": f"{th.high:g}" if source.kind == "probability" else "",
-        "ROADSEG_LOW": f"{th.low:g}" if th.low < th.high else "",
-        "ROADSEG_MIN_AREA_M2": f"{options.min_area_m2:g}",
-        "ROADSEG_HOLE_AREA_M2": f"{options.hole_area_m2:g}",
-        "ROADSEG_SPUR_M": f"{options.spur_m:g}",
-        "ROADSEG_MERGE_M": f"{options.merge_m:g}",
-        "ROADSEG_GAP_M": f"{options.gap_m:g}",
-        "ROADSEG_GAP_ANGLE_DEG": f"{options.gap_angle_deg:g}",
-        "ROADSEG_SIMPLIFY_M": f"{options.simplify_m:g}",
+        enc.TAG_VERSION: __version__,
+        enc.TAG_INPUT: name,
+        enc.TAG_INPUT_KIND: source.kind,
+        enc.TAG_THRESHOLD: f"{th.high:g}" if source.kind == "probability" else "",
+        enc.TAG_LOW: f"{th.low:g}" if th.low < th.high else "",
+        enc.TAG_MIN_AREA_M2: f"{options.min_area_m2:g}",
+        enc.TAG_HOLE_AREA_M2: f"{options.hole_area_m2:g}",
+        enc.TAG_SPUR_M: f"{options.spur_m:g}",
+        enc.TAG_MERGE_M: f"{options.merge_m:g}",
+        enc.TAG_GAP_M: f"{options.gap_m:g}",
+        enc.TAG_GAP_ANGLE_DEG: f"{options.gap_angle_deg:g}",
+        enc.TAG_SIMPLIFY_M: f"{options.simplify_m:g}",
     }
     tags = {k: v for k, v in tags.items() if v}
-    for key in ("ROADSEG_MODEL", "ROADSEG_MODEL_SHA256", "ROADSEG_TILE_SIZE"):
+    for key in (enc.TAG_MODEL, enc.TAG_MODEL_SHA256, enc.TAG_TILE_SIZE):
         if key in source.tags:
             tags[key] = source.tags[key]
     return tags

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from roadseg.vectorize.ground import GroundScale
+from roadseg.geo import GroundScale
 
 #: The eight neighbour directions (d_row, d_col), in the order of the neighbour
 #: tables; direction ``k`` and ``7 - k`` are opposite.

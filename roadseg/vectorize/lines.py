@@ -14,8 +14,8 @@ import shapely
 from affine import Affine
 from shapely.geometry import LineString
 
+from roadseg.geo import GroundScale
 from roadseg.vectorize.graph import PixelGraph
-from roadseg.vectorize.ground import GroundScale
 from roadseg.vectorize.options import RoadNetwork, VectorizeOptions
 
 

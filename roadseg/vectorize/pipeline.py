@@ -20,6 +20,7 @@ from affine import Affine
 
 from roadseg.distributed import DEFAULT_RETRIES
 from roadseg.errors import RoadsegError
+from roadseg.geo import AREA_UNIT_M2, GroundScale
 from roadseg.vectorize.bridging import Bridger
 from roadseg.vectorize.chunks import Chunk, ChunkFiles, MaskStore, chunk_grid
 from roadseg.vectorize.cleaning import (
@@ -30,7 +31,6 @@ from roadseg.vectorize.cleaning import (
     resolve_thresholds,
 )
 from roadseg.vectorize.graph import PixelGraph
-from roadseg.vectorize.ground import AREA_UNIT_M2, GroundScale
 from roadseg.vectorize.lines import build_network
 from roadseg.vectorize.options import RoadNetwork, VectorizeOptions
 from roadseg.vectorize.pruning import (

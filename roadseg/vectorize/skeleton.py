@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial import cKDTree
 
+from roadseg.geo import GroundScale
 from roadseg.vectorize.chunks import Chunk, MaskReader
-from roadseg.vectorize.ground import GroundScale
 from roadseg.vectorize.sources import RoadSource, SourceSpec
 from roadseg.vectorize.stitching import ChunkGraph, chunk_graph
 from roadseg.vectorize.tasks import Mapper, map_here

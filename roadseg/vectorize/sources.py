@@ -16,16 +16,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from affine import Affine
 
+from roadseg import encoding as enc
 from roadseg.errors import UnsupportedRasterError
 
 #: What a road raster holds.
 
 RasterKind = Literal["mask", "probability"]
-
-
-#: uint8 probabilities as roadseg predict writes them: value = probability * 254.
-_PREDICT_SCALE = 254
-_PREDICT_NODATA = 255
 
 
 class RoadSource(Protocol):
@@ -167,21 +163,21 @@ class RasterSource:
             )
         self.nodata = dataset.nodata
         tags = dataset.tags()
-        self.tags = {k: v for k, v in tags.items() if k.startswith("ROADSEG_")}
+        self.tags = enc.roadseg_tags(tags)
         self.default_threshold = None
         with contextlib.suppress(KeyError, ValueError):
-            self.default_threshold = float(tags["ROADSEG_THRESHOLD"])
+            self.default_threshold = float(tags[enc.TAG_THRESHOLD])
         self.scale = 1.0
-        value = tags.get("ROADSEG_VALUE", "")
+        tagged = enc.value_kind(tags)
         if known is not None:  # decided already (on the client, for a Dask worker)
             self.kind: RasterKind = known.kind
             self.scale, self.nodata = known.scale, known.nodata
-        elif value.startswith("probability"):
+        elif tagged == "probability":
             self.kind = "probability"
             if self.dtype.kind in "ui":
                 band_scale = float(dataset.scales[0] or 1.0)
-                self.scale = band_scale if band_scale != 1.0 else 1.0 / _PREDICT_SCALE
-        elif value.startswith("1 = road"):
+                self.scale = band_scale if band_scale != 1.0 else 1.0 / enc.PROB_SCALE
+        elif tagged == "mask":
             self.kind = "mask"
         elif self.dtype.kind == "f":
             self.kind = "probability"
@@ -251,7 +247,7 @@ class RasterSource:
             out = block.astype(np.float32)
             invalid |= np.isnan(out)
             if self.nodata is None:
-                invalid |= out == -1.0  # predict's float nodata
+                invalid |= out == enc.FLOAT_NODATA
             bad = ~invalid & ((out < -1e-6) | (out > 1 + 1e-6))
             if bad.any():
                 raise UnsupportedRasterError(
@@ -261,8 +257,8 @@ class RasterSource:
             np.clip(out, 0.0, 1.0, out=out)
         else:
             out = block.astype(np.float32) * np.float32(self.scale)
-            if self.nodata is None and self.scale == 1.0 / _PREDICT_SCALE:
-                invalid |= block == _PREDICT_NODATA
+            if self.nodata is None and self.scale == 1.0 / enc.PROB_SCALE:
+                invalid |= block == enc.PROB_NODATA
             np.clip(out, 0.0, 1.0, out=out)
         out[invalid] = np.nan
         return out

@@ -13,6 +13,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from roadseg.errors import RoadsegError
+from roadseg.geo import GroundScale
 from roadseg.vectorize.chunks import Chunk
 from roadseg.vectorize.graph import (
     Neighbours,
@@ -23,7 +24,6 @@ from roadseg.vectorize.graph import (
     components,
     walk_from,
 )
-from roadseg.vectorize.ground import GroundScale
 
 
 @dataclass

@@ -1,17 +1,32 @@
-"""Metres on the ground in any CRS: :class:`GroundScale`, the local Jacobian from
-pixel steps to metres east and north, measured through longitude/latitude on the
-WGS84 ellipsoid.
+"""Metres on the ground for any CRS: the one home of ground distances.
 
-Self-contained on purpose (numpy, affine and rasterio only): lengths, widths,
-areas and tolerances of the vector flow all go through it."""
+* :class:`GroundScale`: the local Jacobian from pixel steps to metres east and
+  north anywhere on a grid (lengths, widths, areas and tolerances of the vector
+  flow);
+* :func:`pixel_size_on_ground`: a raster's ground sample distance at its centre
+  (predict's resampling to the model's GSD, dataset scanning);
+* :func:`to_metric`: line sets in any CRS sent into one UTM frame (network
+  metrics).
+
+All measure through longitude/latitude on the WGS84 ellipsoid. numpy, affine and
+rasterio only at import time; shapely is imported by :func:`to_metric` alone.
+"""
 
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from affine import Affine
+
+from roadseg.errors import VectorError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import rasterio
+    from shapely.geometry.base import BaseGeometry
 
 #: WGS84 ellipsoid, for metres per degree of latitude and longitude.
 _WGS84_A = 6378137.0
@@ -215,3 +230,123 @@ class GroundScale:
             return np.ones(np.asarray(rows).size)
         j00, j01, j10, j11 = self.components(rows, cols)
         return np.sqrt(np.abs(j00 * j11 - j01 * j10) / abs(np.linalg.det(self.center)))
+
+
+# --------------------------------------------------------------------------- GSD
+
+
+def pixel_size_on_ground(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
+    """Metres on the ground covered by one pixel step along x and y.
+
+    Measured at the raster's centre: the centre pixel and its right and
+    lower neighbours are taken to WGS 84 longitude/latitude and the steps
+    measured on the ellipsoid. This gives the true ground size for any CRS:
+    metres in UTM, feet in a State Plane CRS, degrees in EPSG:4326 and the
+    stretched "metres" of Web Mercator (which overstate the ground size by
+    1 / cos(latitude)). Rotated transforms are handled too.
+
+    Returns:
+        ``(x, y)`` in metres, or None when the raster has no CRS or an
+        identity transform (no georeferencing to measure).
+    """
+    if src.crs is None or src.transform.is_identity:
+        return None
+    t = src.transform
+    cx, cy = src.width / 2.0, src.height / 2.0
+    points = [t @ (cx, cy), t @ (cx + 1.0, cy), t @ (cx, cy + 1.0)]
+    try:
+        from rasterio.warp import transform as reproject_points
+
+        lons, lats = reproject_points(
+            src.crs, "EPSG:4326", [p[0] for p in points], [p[1] for p in points]
+        )
+    except Exception:  # a local or engineering CRS: fall back on its units
+        return _size_from_units(src)
+    if not all(math.isfinite(v) for v in (*lons, *lats)):
+        return _size_from_units(src)
+    return (
+        _ellipsoid_distance(lons[0], lats[0], lons[1], lats[1]),
+        _ellipsoid_distance(lons[0], lats[0], lons[2], lats[2]),
+    )
+
+
+def _size_from_units(src: rasterio.io.DatasetReader) -> tuple[float, float] | None:
+    """Pixel size in metres from the CRS's linear unit, or None without one."""
+    t = src.transform
+    try:
+        _, factor = src.crs.linear_units_factor
+    except Exception:  # no linear unit: not measurable
+        return None
+    return math.hypot(t.a, t.d) * factor, math.hypot(t.b, t.e) * factor
+
+
+def _ellipsoid_distance(lon0: float, lat0: float, lon1: float, lat1: float) -> float:
+    """Metres between two nearby points on the WGS 84 ellipsoid.
+
+    Uses the local radii of curvature (meridional and prime vertical), exact
+    to a few parts per million over the length of a pixel.
+    """
+    phi = math.radians((lat0 + lat1) / 2.0)
+    w = math.sqrt(1.0 - _WGS84_E2 * math.sin(phi) ** 2)
+    meridional = _WGS84_A * (1.0 - _WGS84_E2) / w**3
+    prime_vertical = _WGS84_A / w
+    dlon = (lon1 - lon0 + 180.0) % 360.0 - 180.0  # across the antimeridian too
+    dx = math.radians(dlon) * prime_vertical * math.cos(phi)
+    dy = math.radians(lat1 - lat0) * meridional
+    return math.hypot(dx, dy)
+
+
+# --------------------------------------------------------------------------- lines
+
+
+def _utm_for(lines: Sequence[BaseGeometry], crs: Any) -> Any:
+    """The UTM CRS of the centre of ``lines`` (given in ``crs``)."""
+    import shapely
+    from rasterio.crs import CRS
+    from rasterio.warp import transform as warp_transform
+
+    minx, miny, maxx, maxy = shapely.total_bounds(np.asarray(lines, dtype=object))
+    lon, lat = warp_transform(crs, "EPSG:4326", [(minx + maxx) / 2], [(miny + maxy) / 2])
+    zone = int(math.floor((lon[0] + 180.0) / 6.0)) % 60 + 1
+    return CRS.from_epsg((32600 if lat[0] >= 0 else 32700) + zone)
+
+
+def to_metric(
+    groups: Sequence[tuple[Sequence[BaseGeometry], Any]],
+) -> list[list[BaseGeometry]]:
+    """Send several line sets, each with its CRS, into one metric frame.
+
+    The frame is the UTM zone of the first non-empty set's centre. Sets with no
+    CRS are taken to be in metres already (allowed only if all lack one).
+
+    Raises:
+        VectorError: some sets have a CRS and others do not, or GDAL cannot
+            transform them.
+    """
+    import shapely
+
+    from roadseg.vector_io import reproject_lines  # shapely, only when lines are measured
+
+    have = [crs is not None for lines, crs in groups if len(lines)]
+    if not any(have):
+        return [list(lines) for lines, _ in groups]
+    if not all(have):
+        raise VectorError(
+            "one of the line sets has no CRS, so it cannot be compared with the other; "
+            "give both a CRS"
+        )
+    ref = next((lines, crs) for lines, crs in groups if len(lines))
+    try:
+        utm = _utm_for(ref[0], ref[1])
+    except Exception:
+        utm = None
+    out: list[list[BaseGeometry]] = []
+    for lines, crs in groups:
+        if not len(lines):
+            out.append([])
+        elif utm is None:
+            factor = float(crs.linear_units_factor[1])
+            out.append([shapely.transform(g, lambda xy, f=factor: xy * f) for g in lines])
+        else:
+            out.append(reproject_lines(list(lines), crs, utm))
+    return out

@@ -1,4 +1,4 @@
-"""Tests for roadseg.vectorize.ground: metres on the ground in any CRS."""
+"""Tests for roadseg.geo: metres on the ground in any CRS."""
 
 from __future__ import annotations
 
