@@ -68,6 +68,19 @@ THREAD_ENV = (
 
 Status = Literal["predicted", "skipped", "failed"]
 
+#: Why a run given both a number of workers and a scheduler address is refused.
+WORKERS_OR_SCHEDULER = "give either a number of workers or a scheduler address, not both"
+
+
+def check_workers_or_scheduler(workers: int | None, scheduler: str | None) -> None:
+    """Refuse a run given both local ``workers`` and a ``scheduler`` address.
+
+    Raises:
+        RoadsegError: both were given.
+    """
+    if workers is not None and scheduler is not None:
+        raise RoadsegError(WORKERS_OR_SCHEDULER)
+
 
 class MissingDependencyError(RoadsegError, ImportError):
     """An optional dependency (Dask) is not installed."""
@@ -643,8 +656,7 @@ def run_jobs(
     split_above = DEFAULT_SPLIT_ABOVE if split_above is None else split_above
     region_rows = DEFAULT_REGION_ROWS if region_rows is None else region_rows
     plan_regions(1, region_rows)  # a bad region height fails here, before any work
-    if workers is not None and scheduler is not None:
-        raise RoadsegError("give either a number of workers or a scheduler address, not both")
+    check_workers_or_scheduler(workers, scheduler)
     if workers is not None or scheduler is not None:
         import_distributed()  # fail before any file is looked at
     ref = ModelRef.of(model)

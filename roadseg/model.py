@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from roadseg.errors import ModelError
+from roadseg.tiling import is_tile_size
 
 if TYPE_CHECKING:
     import keras
@@ -124,7 +125,7 @@ def build_resunet(
         raise ValueError(f"input_shape must be (height, width, bands), got {tuple(input_shape)}")
     height, width, bands = input_shape
     for size in (height, width):
-        if size is not None and (size <= 0 or size % 8):
+        if size is not None and not is_tile_size(size):
             raise ValueError(f"input height and width must be multiples of 8, got {size}")
     if bands is None or bands < 1:
         raise ValueError(f"input bands must be a positive number, got {bands}")

@@ -16,7 +16,6 @@ so a model that returns its input is reproduced exactly.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -25,6 +24,9 @@ import numpy as np
 #: defined everywhere, small so that edge pixels barely count where a tile
 #: with better context covers them too.
 EDGE_WEIGHT = 1e-3
+
+#: Tile sides are multiples of this: the ResUNet halves the image three times.
+TILE_MULTIPLE = 8
 
 
 class Span(NamedTuple):
@@ -47,6 +49,14 @@ class TileWindow(NamedTuple):
     width: int
 
 
+def is_tile_size(size: int) -> bool:
+    """Whether ``size`` can be a tile side: a positive multiple of :data:`TILE_MULTIPLE`.
+
+    The one home of this rule; the model, training and the CLI ask it.
+    """
+    return size > 0 and size % TILE_MULTIPLE == 0
+
+
 def validate_tiling(tile: int, overlap: int) -> None:
     """Check tile size and overlap.
 
@@ -54,7 +64,7 @@ def validate_tiling(tile: int, overlap: int) -> None:
         ValueError: if the tile is not a positive multiple of 8 or the overlap
             is negative or leaves a stride below 8 pixels.
     """
-    if tile <= 0 or tile % 8:
+    if not is_tile_size(tile):
         raise ValueError(
             f"tile size {tile} is not a positive multiple of 8; the network halves "
             "the image three times. Use e.g. 224, 512 or 1024."
@@ -103,15 +113,6 @@ def tile_grid(height: int, width: int, tile: int, overlap: int) -> list[TileWind
     rows = axis_spans(height, tile, overlap)
     cols = axis_spans(width, tile, overlap)
     return [TileWindow(r.start, c.start, r.size, c.size) for r in rows for c in cols]
-
-
-def iter_tile_rows(
-    height: int, width: int, tile: int, overlap: int
-) -> Iterator[tuple[Span, list[Span]]]:
-    """Yield ``(row_span, col_spans)`` for each row of tiles, top to bottom."""
-    cols = axis_spans(width, tile, overlap)
-    for r in axis_spans(height, tile, overlap):
-        yield r, cols
 
 
 def ramp(size: int, overlap: int, floor: float = EDGE_WEIGHT) -> np.ndarray:

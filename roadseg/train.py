@@ -65,6 +65,7 @@ from roadseg.errors import DatasetError, ModelError, OutputError, RoadsegError
 from roadseg.metrics import DEFAULT_THRESHOLD
 from roadseg.model import (
     DEFAULT_FILTERS,
+    LoadedModel,
     ModelInfo,
     build_resunet,
     bundled_model_path,
@@ -75,6 +76,7 @@ from roadseg.model import (
 from roadseg.precision import PRECISIONS
 from roadseg.raster_io import check_output
 from roadseg.thresholds import F1Sweep
+from roadseg.tiling import is_tile_size
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +88,8 @@ COSINE_ALPHA = 0.02
 #: mixes them into different batches.
 CROPS_PER_IMAGE = 4
 SHUFFLE_BUFFER = 64
+#: Crop side without --tile-size or an --init model: the paper's patch size.
+DEFAULT_TILE = 224
 STATE_FILE = "state.json"
 STATE_FORMAT = "roadseg-train-state/1"
 
@@ -223,7 +227,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be at least 1, got {value}")
         if self.lr is not None and not self.lr > 0:
             raise ValueError(f"the learning rate must be positive, got {self.lr}")
-        if self.tile_size is not None and (self.tile_size < 8 or self.tile_size % 8):
+        if self.tile_size is not None and not is_tile_size(self.tile_size):
             raise ValueError(f"tile size must be a multiple of 8, got {self.tile_size}")
         if self.filters is not None and (
             len(self.filters) != 4 or any(f < 1 for f in self.filters)
@@ -838,7 +842,7 @@ def _plan(config: TrainConfig, report: DatasetReport, init: Any | None, policy: 
         tile = tile or init.info.tile_size
         init_info = {"path": str(init.path), "sha256": init.sha256}
     filters = filters or DEFAULT_FILTERS
-    tile = tile or 224
+    tile = tile or DEFAULT_TILE
     batch = config.batch_size or preset.batch_size
     steps = config.steps_per_epoch or preset.steps_per_epoch
     if steps is None:
@@ -925,6 +929,13 @@ def train(
 ) -> TrainResult:
     """Train (or fine-tune, or resume training) a road model and write its file.
 
+    The steps, in order: :func:`_resolve_config` (the configuration, or the
+    saved one when resuming), :func:`_scan_and_plan` (the data and the plan),
+    :func:`_start_model` (a new model, or the last checkpoint's), :func:`_fit`
+    (the epochs, with the callbacks that keep the run's files),
+    :func:`_final_model` and :func:`_final_metrics` (the best weights as a
+    float32 model, scored on the validation crops) and :func:`_save`.
+
     Args:
         config: what to train; with ``resume`` the configuration saved in the
             run folder is used instead (except ``output`` and ``overwrite``;
@@ -949,45 +960,89 @@ def train(
             resume) or cannot be written.
     """
     started = time.perf_counter()
+    config, saved = _resolve_config(config, resume)
+    report, plan, init = _scan_and_plan(config, saved)
+    run_dir = config.run_folder
+    model, state, initial_epoch = _start_model(config, plan, init, saved, run_dir)
+    run = _Run(config, plan, report, run_dir, state, initial_epoch)
+    crops = _CropStreams(run)
+    _fit(run, model, crops, progress=progress, on_start=on_start, on_epoch=on_epoch)
+    final = _final_model(run)
+    metrics = _final_metrics(run, final, crops)
+    return _save(run, final, metrics, crops.skips, started)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the steps of :func:`train` after :func:`_start_model` share.
+
+    ``state`` is the content of ``state.json``, updated in place every epoch.
+    """
+
+    config: TrainConfig
+    plan: TrainPlan
+    report: DatasetReport
+    run_dir: Path
+    state: dict[str, Any]
+    initial_epoch: int
+
+
+def _resolve_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
+    """Check the outputs; the configuration to train with and, when resuming,
+    the saved state (whose configuration then wins, except the output, run
+    folder and overwrite).
+
+    Raises:
+        OutputError, ModelError: see :func:`train`.
+    """
     run_dir = config.run_folder
     output = Path(config.output)
     if output.suffix != ".keras":
         raise OutputError(f"{output}: a model file must end in .keras")
     saved = _prepare_run_dir(run_dir, resume=resume, overwrite=config.overwrite)
     check_output(output, overwrite=config.overwrite, what="model file")
-    if saved is not None:
-        stored = TrainConfig.from_dict(saved["config"])
-        # Options left at their defaults (and no --data) say nothing; others that
-        # differ from the saved run are ignored, with a warning.
-        changed = [
-            f.name
-            for f in dataclasses.fields(TrainConfig)
-            if f.name not in ("overwrite", "output", "run_dir")
-            and getattr(config, f.name) != f.default
-            and not (f.name == "data" and Path(config.data) == Path("."))
-            and getattr(stored, f.name) != getattr(config, f.name)
-        ]
-        if changed:
-            log.warning(
-                "resuming with the options the run started with; ignoring changed %s",
-                ", ".join(changed),
-            )
-        config = dataclasses.replace(
-            stored, output=output, run_dir=run_dir, overwrite=config.overwrite
+    if saved is None:
+        return config, None
+    stored = TrainConfig.from_dict(saved["config"])
+    # Options left at their defaults (and no --data) say nothing; others that
+    # differ from the saved run are ignored, with a warning.
+    changed = [
+        f.name
+        for f in dataclasses.fields(TrainConfig)
+        if f.name not in ("overwrite", "output", "run_dir")
+        and getattr(config, f.name) != f.default
+        and not (f.name == "data" and Path(config.data) == Path("."))
+        and getattr(stored, f.name) != getattr(config, f.name)
+    ]
+    if changed:
+        log.warning(
+            "resuming with the options the run started with; ignoring changed %s",
+            ", ".join(changed),
         )
+    config = dataclasses.replace(stored, output=output, run_dir=run_dir, overwrite=config.overwrite)
+    return config, saved
 
+
+def _scan_and_plan(
+    config: TrainConfig, saved: Mapping[str, Any] | None
+) -> tuple[DatasetReport, TrainPlan, LoadedModel | None]:
+    """Scan the data and resolve the plan (the saved one when resuming); the
+    ``init`` model when fine-tuning.
+
+    Raises:
+        DatasetError, ModelError: see :func:`train`.
+    """
     rule = LabelRule(config.road_color, config.road_value, config.road_width_m)
     init = None
-    if saved is not None:
-        plan: TrainPlan | None = _plan_from_state(saved["plan"])
-        model_bands = plan.bands
-        tile_size = plan.tile
+    saved_plan = _plan_from_state(saved["plan"]) if saved is not None else None
+    if saved_plan is not None:
+        model_bands = saved_plan.bands
+        tile_size = saved_plan.tile
     else:
-        plan = None
         init_path = _resolve_init(config.init)
         init = load_model(init_path) if init_path is not None else None
         model_bands = len(config.bands) if config.bands else (init.info.bands if init else 3)
-        tile_size = config.tile_size or (init.info.tile_size if init else 224)
+        tile_size = config.tile_size or (init.info.tile_size if init else DEFAULT_TILE)
     report = scan_dataset(
         config.data,
         rule=rule,
@@ -999,8 +1054,25 @@ def train(
         tile_size=tile_size,
     )
     report.raise_for_errors()
-    if plan is None:
-        plan = _plan(config, report, init, training_policy(config.precision))
+    if saved_plan is not None:
+        return report, saved_plan, init
+    return report, _plan(config, report, init, training_policy(config.precision)), init
+
+
+def _start_model(
+    config: TrainConfig,
+    plan: TrainPlan,
+    init: LoadedModel | None,
+    saved: dict[str, Any] | None,
+    run_dir: Path,
+) -> tuple[Any, dict[str, Any], int]:
+    """Prepare the run folder; the compiled model, the run's state and the
+    epochs already done: a new model (with the ``init`` weights when
+    fine-tuning), or the last checkpoint when resuming.
+
+    Raises:
+        ModelError: the checkpoint cannot be loaded, or ``init`` does not fit.
+    """
     policy = plan.policy
     if (
         policy == "float32"
@@ -1022,7 +1094,6 @@ def train(
         _clear_run_dir(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "checkpoints").mkdir(exist_ok=True)
-    initial_epoch = 0
     if saved is not None:
         last = run_dir / "checkpoints" / "last.keras"
         ckpt_info = read_model_info(last)
@@ -1037,79 +1108,115 @@ def train(
         state = saved
         state["epoch"] = initial_epoch
         state["history"] = {k: list(v)[:initial_epoch] for k, v in state.get("history", {}).items()}
-    else:
-        keras.utils.set_random_seed(config.seed)
-        model = build_resunet(
-            (plan.tile, plan.tile, plan.bands),
-            plan.filters,
-            dtype=None if policy == "float32" else policy,
-        )
-        if init is not None:
-            try:
-                model.set_weights(init.model.get_weights())
-            except ValueError as exc:
-                raise ModelError(
-                    f"{init.path} does not fit a ResUNet of its widths: {exc}"
-                ) from None
-        schedule = make_schedule(plan.preset, plan.lr, plan.epochs, plan.steps_per_epoch)
-        model.compile(
-            optimizer=make_optimizer(plan.preset, schedule, policy),
-            loss=_loss(plan.preset),
-            metrics=_metrics(),
-            jit_compile=False,
-        )
-        state = {
-            "format": STATE_FORMAT,
-            "roadseg_version": __version__,
-            "config": config.to_dict(),
-            "plan": plan.to_dict(),
-            "epoch": 0,
-            "best": None,
-            "best_epoch": 0,
-            "wait": 0,
-            "stopped_early": False,
-            "finished": False,
-            "history": {},
-        }
-    base_info = _model_info(config, plan, report, threshold=0.5, metrics={}, extra={})
-    skips = SkipLog()
-    spec = CropSpec(
-        tile_size=plan.tile,
-        decoder=report.decoder,
-        road_width_m=config.road_width_m,
-        bands=config.bands,
-        model_bands=plan.bands,
-        augment=AugmentConfig() if plan.augment else None,
-        road_focus=plan.preset.road_focus,
+        return model, state, initial_epoch
+    keras.utils.set_random_seed(config.seed)
+    model = build_resunet(
+        (plan.tile, plan.tile, plan.bands),
+        plan.filters,
+        dtype=None if policy == "float32" else policy,
     )
-    reader = CropReader(spec)
-    passes = iter(range(1 << 30))
+    if init is not None:
+        try:
+            model.set_weights(init.model.get_weights())
+        except ValueError as exc:
+            raise ModelError(f"{init.path} does not fit a ResUNet of its widths: {exc}") from None
+    schedule = make_schedule(plan.preset, plan.lr, plan.epochs, plan.steps_per_epoch)
+    model.compile(
+        optimizer=make_optimizer(plan.preset, schedule, policy),
+        loss=_loss(plan.preset),
+        metrics=_metrics(),
+        jit_compile=False,
+    )
+    state = {
+        "format": STATE_FORMAT,
+        "roadseg_version": __version__,
+        "config": config.to_dict(),
+        "plan": plan.to_dict(),
+        "epoch": 0,
+        "best": None,
+        "best_epoch": 0,
+        "wait": 0,
+        "stopped_early": False,
+        "finished": False,
+        "history": {},
+    }
+    return model, state, 0
 
-    def train_stream() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+
+class _CropStreams:
+    """The crops of a run, read from disk as training goes; failed reads in ``skips``.
+
+    Every :meth:`train` call is a new pass with its own seed (Keras starts one
+    each time it re-reads the dataset); :meth:`val` gives the same crops every time.
+    """
+
+    def __init__(self, run: _Run) -> None:
+        plan = run.plan
+        self.skips = SkipLog()
+        self.spec = CropSpec(
+            tile_size=plan.tile,
+            decoder=run.report.decoder,
+            road_width_m=run.config.road_width_m,
+            bands=run.config.bands,
+            model_bands=plan.bands,
+            augment=AugmentConfig() if plan.augment else None,
+            road_focus=plan.preset.road_focus,
+        )
+        self.reader = CropReader(self.spec)
+        self.n_val = plan.val_steps * plan.batch_size
+        self._run = run
+        self._passes = iter(range(1 << 30))
+
+    def train(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Training crops: one pass over the training pairs, in a seeded order."""
+        run, plan = self._run, self._run.plan
         return crop_stream(
-            report.train,
-            reader,
-            seed=[config.seed, initial_epoch, next(passes)],
+            run.report.train,
+            self.reader,
+            seed=[run.config.seed, run.initial_epoch, next(self._passes)],
             train=True,
             per_image=CROPS_PER_IMAGE if plan.augment or plan.preset.road_focus else 1,
-            skips=skips,
+            skips=self.skips,
         )
 
-    n_val = plan.val_steps * plan.batch_size
-
-    def val_stream() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    def val(self, reader: CropReader | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The validation crops (through ``reader``, default the training one)."""
         return crop_stream(
-            report.val, reader, seed=[config.seed, 1_000_003], train=False, count=n_val, skips=skips
+            self._run.report.val,
+            self.reader if reader is None else reader,
+            seed=[self._run.config.seed, 1_000_003],
+            train=False,
+            count=self.n_val,
+            skips=self.skips,
         )
 
+
+def _fit(
+    run: _Run,
+    model: Any,
+    crops: _CropStreams,
+    *,
+    progress: bool,
+    on_start: Callable[[RunStart], None] | None,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> None:
+    """The epochs still to do, with the callbacks that keep the run's files.
+
+    Raises:
+        DatasetError: the first pairs cannot be read, or every file fails.
+    """
+    import keras
+
+    config, plan, run_dir, initial_epoch = run.config, run.plan, run.run_dir, run.initial_epoch
+    base_info = _model_info(config, plan, run.report, threshold=0.5, metrics={}, extra={})
     # Fail early, with the file named, if the first pairs cannot be read at all.
-    for stream in (train_stream(), val_stream()):
+    for stream in (crops.train(), crops.val()):
         next(iter(stream), None)
-        if skips.fatal is not None:
-            raise skips.fatal
+        if crops.skips.fatal is not None:
+            raise crops.skips.fatal
 
     train_ds = make_tf_dataset(
-        train_stream,
+        crops.train,
         tile_size=plan.tile,
         bands=plan.bands,
         batch_size=plan.batch_size,
@@ -1117,11 +1224,11 @@ def train(
         seed=config.seed + initial_epoch,
     )
     val_ds = make_tf_dataset(
-        val_stream, tile_size=plan.tile, bands=plan.bands, batch_size=plan.batch_size
+        crops.val, tile_size=plan.tile, bands=plan.bands, batch_size=plan.batch_size
     )
     keeper = _make_keeper(
         run_dir=run_dir,
-        state=state,
+        state=run.state,
         info=base_info,
         epochs=plan.epochs,
         patience=plan.patience,
@@ -1144,59 +1251,65 @@ def train(
         log.info("TensorBoard logs skipped: the tensorboard package is not installed")
 
     if on_start is not None:
-        on_start(RunStart(report, plan, initial_epoch, run_dir))
-    if initial_epoch < plan.epochs and not state.get("stopped_early"):
-        try:
-            model.fit(
-                train_ds,
-                epochs=plan.epochs,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=plan.steps_per_epoch,
-                validation_data=val_ds,
-                validation_steps=math.ceil(n_val / plan.batch_size),
-                callbacks=callbacks,
-                verbose=1 if progress else 0,
-                shuffle=False,
-            )
-        except Exception:
-            # A generator's DatasetError reaches us wrapped in a TensorFlow error.
-            if skips.fatal is not None:
-                raise skips.fatal from None
-            raise
-        if skips.fatal is not None:
-            raise skips.fatal
+        on_start(RunStart(run.report, plan, initial_epoch, run_dir))
+    if initial_epoch >= plan.epochs or run.state.get("stopped_early"):
+        return
+    try:
+        model.fit(
+            train_ds,
+            epochs=plan.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=plan.steps_per_epoch,
+            validation_data=val_ds,
+            validation_steps=math.ceil(crops.n_val / plan.batch_size),
+            callbacks=callbacks,
+            verbose=1 if progress else 0,
+            shuffle=False,
+        )
+    except Exception:
+        # A generator's DatasetError reaches us wrapped in a TensorFlow error.
+        if crops.skips.fatal is not None:
+            raise crops.skips.fatal from None
+        raise
+    if crops.skips.fatal is not None:
+        raise crops.skips.fatal
 
-    # The saved model: best weights, float32, any input size.
-    best_path = run_dir / "checkpoints" / "best.keras"
+
+def _final_model(run: _Run) -> Any:
+    """The saved model: the best checkpoint's weights, float32, any input size.
+
+    Raises:
+        RoadsegError: no epoch ever had a finite loss, so there is no best checkpoint.
+    """
+    import keras
+
+    best_path = run.run_dir / "checkpoints" / "best.keras"
     if not best_path.is_file():
         raise RoadsegError(
             "training produced no usable model: the loss was never finite "
-            f"(see {run_dir / 'log.csv'}); lower --lr or check the data with --check"
+            f"(see {run.run_dir / 'log.csv'}); lower --lr or check the data with --check"
         )
     trained = keras.saving.load_model(best_path, compile=False)
-    final = build_resunet((None, None, plan.bands), plan.filters)
+    final = build_resunet((None, None, run.plan.bands), run.plan.filters)
     final.set_weights(trained.get_weights())
+    return final
 
+
+def _final_metrics(run: _Run, final: Any, crops: _CropStreams) -> dict[str, Any]:
+    """The final model's threshold and metrics on the validation crops (see
+    :func:`validation_metrics`), with the best validation loss.
+
+    A failed scoring does not fail the run: hours of training must not end
+    without a model file, so it is logged and the default threshold is kept.
+    """
     from roadseg.predict import make_infer_fn
 
+    plan = run.plan
     infer = make_infer_fn(final, plan.tile, plan.bands)
-    val_reader = CropReader(dataclasses.replace(spec, augment=None))
+    val_reader = CropReader(dataclasses.replace(crops.spec, augment=None))
     try:
-        metrics = validation_metrics(
-            infer,
-            crop_stream(
-                report.val,
-                val_reader,
-                seed=[config.seed, 1_000_003],
-                train=False,
-                count=n_val,
-                skips=skips,
-            ),
-            plan.batch_size,
-        )
+        metrics = validation_metrics(infer, crops.val(val_reader), plan.batch_size)
     except Exception as exc:  # noqa: BLE001 - a finished training must still become a model
-        # Hours of training must not end without a model file because scoring failed:
-        # the best checkpoint is saved with the default threshold and no metrics.
         log.warning(
             "the final validation failed (%s: %s); the model is saved with threshold %s "
             "and no validation metrics",
@@ -1208,12 +1321,20 @@ def train(
             "threshold": DEFAULT_THRESHOLD,
             "validation_error": f"{type(exc).__name__}: {exc}",
         }
-    if state.get("best") is not None:
-        metrics["val_loss"] = round(float(state["best"]), 5)
+    if run.state.get("best") is not None:
+        metrics["val_loss"] = round(float(run.state["best"]), 5)
+    return metrics
+
+
+def _save(
+    run: _Run, final: Any, metrics: dict[str, Any], skips: SkipLog, started: float
+) -> TrainResult:
+    """Write the model file with its metadata, mark the run finished; the result."""
+    state, output = run.state, Path(run.config.output)
     info = _model_info(
-        config,
-        plan,
-        report,
+        run.config,
+        run.plan,
+        run.report,
         threshold=float(metrics["threshold"]),
         metrics=metrics,
         extra={
@@ -1226,15 +1347,15 @@ def train(
             ),
         },
     )
-    check_output(output, overwrite=config.overwrite, what="model file")
+    check_output(output, overwrite=run.config.overwrite, what="model file")
     save_model(final, output, info)
     state["finished"] = True
     state["model"] = str(output)
-    _write_json_atomic(run_dir / STATE_FILE, state)
-    _write_skips(run_dir, skips)
+    _write_json_atomic(run.run_dir / STATE_FILE, state)
+    _write_skips(run.run_dir, skips)
     return TrainResult(
         model_path=output,
-        run_dir=run_dir,
+        run_dir=run.run_dir,
         info=info,
         metrics=metrics,
         epochs_done=int(state["epoch"]),
@@ -1243,8 +1364,8 @@ def train(
         history={k: list(v) for k, v in state["history"].items()},
         skipped=dict(skips.counts),
         seconds=time.perf_counter() - started,
-        precision=policy,
-        report=report,
+        precision=run.plan.policy,
+        report=run.report,
     )
 
 

@@ -197,3 +197,25 @@ def test_vector_truth_that_is_not_a_vector_file_fails_in_one_line(tmp_path: Path
     bad.write_text("not json")
     result = run(str(SAMPLE / "sample_mask.tif"), str(bad))
     assert_one_line_error(result, "truth.geojson")
+
+
+def test_choose_mode_from_the_arguments(tmp_path: Path) -> None:
+    import click
+
+    from roadseg.cli.evaluate import Mode, choose_mode
+
+    (tmp_path / "p").mkdir()
+    (tmp_path / "t").mkdir()
+    p, t = str(tmp_path / "p"), str(tmp_path / "t")
+    assert choose_mode(None, None, "data", None, None, None) is Mode.DATASET
+    assert choose_mode(p, t, None, None, None, None) is Mode.FOLDERS
+    assert choose_mode("a.tif", "roads.GeoJSON", None, None, None, None) is Mode.NETWORK
+    assert choose_mode("a.tif", "b.tif", None, None, None, None) is Mode.RASTERS
+    for args in [
+        ("a.tif", None, "data", None, None, None),
+        (None, None, "data", None, (1, 2, 3), 4),
+        ("a.tif", None, None, None, None, None),
+        ("a.tif", "b.tif", None, "m.keras", None, None),
+    ]:
+        with pytest.raises(click.UsageError):
+            choose_mode(*args)

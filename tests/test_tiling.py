@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from roadseg.tiling import (
     axis_spans,
+    is_tile_size,
     ramp,
     reflect_index,
     tile_grid,
@@ -53,6 +54,11 @@ def test_tile_grid_covers_2d() -> None:
 def test_validate_rejects(tile: int, overlap: int) -> None:
     with pytest.raises(ValueError):
         validate_tiling(tile, overlap)
+
+
+@given(st.integers(-64, 2048))
+def test_tile_size_is_a_positive_multiple_of_8(size: int) -> None:
+    assert is_tile_size(size) == (size >= 8 and size % 8 == 0)
 
 
 def test_weight_window_is_smooth_positive_and_symmetric() -> None:

@@ -16,6 +16,13 @@ from typing import Any, TypeVar
 
 import click
 
+from roadseg.cli.options import (
+    LibraryDefault,
+    check_workers_or_scheduler,
+    scheduler_opt,
+    show_progress,
+    workers_opt,
+)
 from roadseg.errors import OutputError, RoadsegError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -26,28 +33,12 @@ output_dir_opt = click.option(
     default=None,
     help="Folder for the outputs of every input (created if missing). Default: beside each input.",
 )
-workers_opt = click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    metavar="N",
-    help="Run on N local worker processes (a Dask LocalCluster), each limited to "
-    "cores/N threads. Needs roadseg[dask].",
-)
-scheduler_opt = click.option(
-    "--scheduler",
-    metavar="ADDRESS",
-    default=None,
-    help="Run on a running Dask cluster, e.g. tcp://10.0.0.5:8786. Workers must see "
-    "the input and output files (and the model) under the same paths. Needs roadseg[dask].",
-)
-
-
 split_above_opt = click.option(
     "--split-above",
+    cls=LibraryDefault,
+    default_from="roadseg.regions:DEFAULT_SPLIT_ABOVE",
+    shown=lambda pixels: f"{pixels / 1_000_000:g}",
     type=click.FloatRange(min=0),
-    default=50.0,
-    show_default=True,
     metavar="MPIX",
     help="With --workers or --scheduler: split a raster of more than MPIX megapixels into "
     "row regions predicted in parallel and assembled into one output, identical to an "
@@ -55,9 +46,9 @@ split_above_opt = click.option(
 )
 region_rows_opt = click.option(
     "--region-rows",
+    cls=LibraryDefault,
+    default_from="roadseg.regions:DEFAULT_REGION_ROWS",
     type=click.IntRange(min=256),
-    default=4096,
-    show_default=True,
     metavar="N",
     help="Rows of one region of a split raster (a multiple of 256). Each region also "
     "computes up to one tile row above and below it.",
@@ -109,8 +100,8 @@ def run_batch(
     vectorize: str | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
-    split_above: float = 50.0,
-    region_rows: int = 4096,
+    split_above: float | None = None,
+    region_rows: int | None = None,
     resample: bool = True,
     quiet: bool = False,
 ) -> None:
@@ -126,8 +117,10 @@ def run_batch(
         output_dir: folder for all outputs; created if missing.
         vectorize: refused (``--vectorize`` takes one input).
         workers, scheduler: where to run (see :func:`roadseg.distributed.run_jobs`).
-        split_above: on Dask, split rasters of more megapixels than this.
-        region_rows: rows of one region of a split raster.
+        split_above: on Dask, split rasters of more megapixels than this
+            (None: :data:`roadseg.regions.DEFAULT_SPLIT_ABOVE` pixels).
+        region_rows: rows of one region of a split raster (None:
+            :data:`roadseg.regions.DEFAULT_REGION_ROWS`).
         resample: read inputs at the model's GSD when it records one.
         quiet: no progress bar and no summary.
 
@@ -138,12 +131,10 @@ def run_batch(
     from dataclasses import replace
 
     from roadseg.batch import OUTPUT_NAME, plan_jobs
-    from roadseg.cli.options import show_progress
     from roadseg.distributed import run_jobs
 
-    if workers is not None and scheduler is not None:
-        raise click.BadParameter("give --workers or --scheduler, not both", param_hint="--workers")
-    if region_rows % 256:
+    check_workers_or_scheduler(workers, scheduler)
+    if region_rows is not None and region_rows % 256:
         lower = max(256, region_rows // 256 * 256)
         raise click.BadParameter(
             f"{region_rows} is not a multiple of 256 (the output's block height); "
@@ -179,7 +170,7 @@ def run_batch(
         scheduler=scheduler,
         progress=show_progress(quiet),
         resample=resample,
-        split_above=round(split_above * 1_000_000),
+        split_above=None if split_above is None else round(split_above * 1_000_000),
         region_rows=region_rows,
     )
     for failed in result.failed:

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
-from roadseg.cli.options import model_opt, overwrite_opt, probability, road_color, show_progress
+from roadseg.cli.options import (
+    LibraryDefault,
+    model_opt,
+    overwrite_opt,
+    probability,
+    road_color,
+    show_progress,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from roadseg.metrics import EvaluationResult
@@ -19,22 +27,69 @@ if TYPE_CHECKING:  # pragma: no cover
 MAX_RHO = 100.0
 
 
+class Mode(enum.Enum):
+    """What ``roadseg evaluate`` scores; :func:`choose_mode` decides."""
+
+    DATASET = "a model, predicting every image of a dataset folder (--data DIR)"
+    FOLDERS = "every prediction in one folder against its truth in another"
+    NETWORK = "a road network (or raster) against vector truth"
+    RASTERS = "one prediction raster against one truth mask"
+
+
+def choose_mode(
+    pred: str | None,
+    truth: str | None,
+    data: str | None,
+    model: str | None,
+    road_color: tuple[int, int, int] | None,
+    road_value: int | None,
+) -> Mode:
+    """The mode that the arguments ask for, or a usage error.
+
+    --data DIR scores a model on a dataset; otherwise PRED and TRUTH are two
+    folders, or TRUTH is a vector file (.geojson, .json, .gpkg), or both are
+    rasters.
+
+    Raises:
+        click.UsageError: the arguments fit no mode (exit 2).
+    """
+    from roadseg.vector_metrics import VECTOR_SUFFIXES
+
+    if data is not None:
+        if pred is not None or truth is not None:
+            raise click.UsageError("give PRED TRUTH or --data DIR, not both")
+        if road_color is not None and road_value is not None:
+            raise click.BadParameter("give --road-color or --road-value, not both")
+        return Mode.DATASET
+    if pred is None or truth is None:
+        raise click.UsageError(
+            "give PRED and TRUTH (a prediction and its truth), or --data DIR to score a model"
+        )
+    if model is not None:
+        raise click.UsageError("--model goes with --data DIR")
+    if Path(pred).is_dir() and Path(truth).is_dir():
+        return Mode.FOLDERS
+    if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
+        return Mode.NETWORK
+    return Mode.RASTERS
+
+
 @click.command(short_help="Relaxed precision/recall, IoU and F1 of a prediction.")
 @click.argument("pred", type=click.Path(), required=False)
 @click.argument("truth", type=click.Path(), required=False)
 @click.option(
     "--threshold",
+    cls=LibraryDefault,
+    default_from="roadseg.metrics:DEFAULT_THRESHOLD",
     type=float,
-    default=0.5,
-    show_default=True,
     callback=probability,
     help="Probability at or above which a PRED pixel counts as road.",
 )
 @click.option(
     "--rho",
+    cls=LibraryDefault,
+    default_from="roadseg.metrics:DEFAULT_RHO",
     type=click.FloatRange(0.0, MAX_RHO),
-    default=3.0,
-    show_default=True,
     help="Tolerance of the relaxed metrics, in pixels (Euclidean). 0 = strict.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
@@ -155,43 +210,39 @@ def evaluate(
       roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
       roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
     """
+    mode = choose_mode(pred, truth, data, model, road_color, road_value)
+    # PRED's own threshold (a model's, or vectorize's) unless --threshold was given.
+    given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+    if mode is Mode.DATASET:
+        data = cast(str, data)
+        own = threshold if given else None
+        _evaluate_data(data, model, split, road_color, road_value, own, rho, as_json, quiet)
+        return
+    pred, truth = cast(str, pred), cast(str, truth)  # choose_mode refused None
+    if mode is Mode.FOLDERS:
+        _evaluate_folders(pred, truth, threshold, rho, as_json, quiet)
+    elif mode is Mode.NETWORK:
+        _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
+    else:
+        _evaluate_rasters(pred, truth, threshold, rho, as_json, curve_path, overwrite, quiet)
+
+
+def _evaluate_rasters(
+    pred: str,
+    truth: str,
+    threshold: float,
+    rho: float,
+    as_json: bool,
+    curve_path: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """One prediction raster against one truth mask (and the --curve CSV)."""
     from roadseg.metrics import evaluate_rasters, write_curve_csv
     from roadseg.raster_io import check_output
-    from roadseg.vector_metrics import VECTOR_SUFFIXES
 
-    given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
-    if data is not None:
-        if pred is not None or truth is not None:
-            raise click.UsageError("give PRED TRUTH or --data DIR, not both")
-        if road_color is not None and road_value is not None:
-            raise click.BadParameter("give --road-color or --road-value, not both")
-        _evaluate_data(
-            data,
-            model,
-            split,
-            road_color,
-            road_value,
-            threshold if given else None,
-            rho,
-            as_json,
-            quiet,
-        )
-        return
-    if pred is None or truth is None:
-        raise click.UsageError(
-            "give PRED and TRUTH (a prediction and its truth), or --data DIR to score a model"
-        )
-    if model is not None:
-        raise click.UsageError("--model goes with --data DIR")
-    if Path(pred).is_dir() and Path(truth).is_dir():
-        _evaluate_folders(pred, truth, threshold, rho, as_json, quiet)
-        return
-    if Path(truth).suffix.lower() in VECTOR_SUFFIXES:
-        _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
-        return
     if curve_path is not None:  # fail before the work, not after it
         check_output(curve_path, overwrite=overwrite, inputs=(pred, truth), what="curve CSV")
-    # A later --model/--data mode scores a whole dataset with the same report.
     result = evaluate_rasters(
         pred, truth, threshold=threshold, rho=rho, progress=show_progress(quiet)
     )

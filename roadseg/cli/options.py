@@ -1,7 +1,14 @@
-"""Options shared by several commands, as decorators (the rio CLI's habit)."""
+"""Options shared by several commands, as decorators (the rio CLI's habit), and
+the small checks and callbacks that turn option values into library arguments.
+
+Defaults that belong to the library are read from it by :class:`LibraryDefault`
+when a command runs or shows its help, never copied here, and never imported
+when the ``roadseg`` group starts (``roadseg --help`` stays instant).
+"""
 
 from __future__ import annotations
 
+import importlib
 import re
 import sys
 from collections.abc import Callable
@@ -10,6 +17,61 @@ from typing import Any, TypeVar
 import click
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: The usage error of ``--workers`` together with ``--scheduler``.
+WORKERS_OR_SCHEDULER = "give --workers or --scheduler, not both"
+#: The usage error of a tile size that the network cannot take.
+TILE_SIZE_ERROR = "{} is not a multiple of 8 (the network halves the image three times)"
+
+
+def library_value(ref: str) -> Any:
+    """The library value named ``"module:name"`` or ``"module:Class.field"``.
+
+    The module is imported now, so call this only where the value is needed.
+    """
+    module, _, path = ref.partition(":")
+    value: Any = importlib.import_module(module)
+    for name in path.split("."):
+        value = getattr(value, name)
+    return value
+
+
+class LibraryDefault(click.Option):
+    """An option whose default is a constant of the library.
+
+    ``default_from`` names the constant for :func:`library_value`. It is read
+    only when the command runs without the option or renders its ``--help``, so
+    ``roadseg --help`` and the other commands start without importing its
+    module. ``--help`` shows it as click shows any default.
+
+    With ``shown`` (a function of the constant, returning text for ``--help``)
+    the command gets None when the option is not given and the library applies
+    its default itself, because None means more there (say "the preset's", or
+    "as many tiles as a GPU holds").
+    """
+
+    def __init__(
+        self,
+        *args: Any,
+        default_from: str,
+        shown: Callable[[Any], str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        kwargs["show_default"] = True
+        super().__init__(*args, **kwargs)
+        self.default_from = default_from
+        self.shown = shown
+
+    def get_default(self, ctx: click.Context, call: bool = True) -> Any:
+        if self.shown is not None:
+            return None
+        return library_value(self.default_from)
+
+    def get_help_record(self, ctx: click.Context) -> tuple[str, str] | None:
+        if self.shown is not None:
+            self.show_default = self.shown(library_value(self.default_from))
+        return super().get_help_record(ctx)
+
 
 overwrite_opt = click.option(
     "--overwrite", is_flag=True, help="Replace output files that already exist."
@@ -24,6 +86,21 @@ model_opt = click.option(
     default=None,
     help="Model file (.keras). Default: the model bundled with roadseg.",
 )
+workers_opt = click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Run on N local worker processes (a Dask LocalCluster), each limited to "
+    "cores/N threads. Needs roadseg[dask].",
+)
+scheduler_opt = click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    default=None,
+    help="Run on a running Dask cluster, e.g. tcp://10.0.0.5:8786. Workers must see "
+    "the input and output files (and the model) under the same paths. Needs roadseg[dask].",
+)
 
 
 def show_progress(quiet: bool) -> bool:
@@ -31,11 +108,58 @@ def show_progress(quiet: bool) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
+def check_workers_or_scheduler(workers: int | None, scheduler: str | None) -> None:
+    """Refuse ``--workers`` together with ``--scheduler``.
+
+    Raises:
+        click.BadParameter: both were given.
+    """
+    if workers is not None and scheduler is not None:
+        raise click.BadParameter(WORKERS_OR_SCHEDULER, param_hint="--workers")
+
+
+def check_tile_size(tile_size: int | None) -> None:
+    """Refuse a ``--tile-size`` that is not a positive multiple of 8.
+
+    Raises:
+        click.BadParameter: the tile size cannot go through the network.
+    """
+    from roadseg.tiling import is_tile_size
+
+    if tile_size is not None and not is_tile_size(tile_size):
+        raise click.BadParameter(TILE_SIZE_ERROR.format(tile_size), param_hint="--tile-size")
+
+
 def probability(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Click callback: a probability strictly between 0 and 1."""
     if value is not None and not 0.0 < value < 1.0:
         raise click.BadParameter(f"must lie between 0 and 1, got {value}")
     return value
+
+
+def positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback: a number above 0."""
+    if value is not None and not value > 0:
+        raise click.BadParameter(f"must be positive, got {value}")
+    return value
+
+
+def non_negative(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback: a number of 0 or more."""
+    if value is not None and not value >= 0:
+        raise click.BadParameter(f"must be zero or more, got {value}")
+    return value
+
+
+def bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
+    """Click callback: 1-based band numbers such as ``1,2,3`` (see
+    :func:`roadseg.preprocess.parse_bands`)."""
+    from roadseg.preprocess import parse_bands
+
+    try:
+        return parse_bands(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def int_list(text: str, what: str, count: int | None = None) -> tuple[int, ...]:

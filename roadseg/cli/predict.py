@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from roadseg.cli.batch import batch_options, run_batch, wants_batch
-from roadseg.cli.options import model_opt, overwrite_opt, probability, quiet_opt, show_progress
+from roadseg.cli.options import (
+    LibraryDefault,
+    bands,
+    check_tile_size,
+    model_opt,
+    overwrite_opt,
+    probability,
+    quiet_opt,
+    show_progress,
+)
+from roadseg.precision import PRECISIONS
 
-
-def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[int, ...] | None:
-    from roadseg.preprocess import parse_bands
-
-    try:
-        return parse_bands(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+if TYPE_CHECKING:  # pragma: no cover
+    from roadseg.predict import PredictOptions, PredictResult
 
 
 def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
@@ -43,25 +48,27 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     "--tile-size",
     type=int,
     default=None,
-    help="Tile side in pixels, a multiple of 8. Default: the model's training size (224).",
+    help="Tile side in pixels, a multiple of 8. Default: the model's training size.",
 )
 @click.option(
     "--overlap",
+    cls=LibraryDefault,
+    default_from="roadseg.predict:DEFAULT_OVERLAP",
     type=int,
-    default=32,
-    show_default=True,
     help="Pixels shared by neighbouring tiles; blended with a smooth window so no seam shows.",
 )
 @click.option(
     "--batch-size",
+    cls=LibraryDefault,
+    default_from="roadseg.predict:DEFAULT_BATCH",
+    shown=lambda n: f"{n} on a CPU",
     type=int,
-    default=None,
-    help="Tiles per model call. Default: 8 on a CPU; on a GPU as many as its free memory "
-    "holds (halved if it still runs out of memory).",
+    help="Tiles per model call. On a GPU, without it: as many as its free memory holds "
+    "(halved if it still runs out of memory).",
 )
 @click.option(
     "--bands",
-    callback=_bands,
+    callback=bands,
     default=None,
     help="Input bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1 for a single band.",
 )
@@ -94,16 +101,16 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
 )
 @click.option(
     "--precision",
-    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-    default="auto",
-    show_default=True,
+    cls=LibraryDefault,
+    default_from="roadseg.predict:PredictOptions.precision",
+    type=click.Choice(PRECISIONS),
     help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
 )
 @click.option(
     "--tta",
+    cls=LibraryDefault,
+    default_from="roadseg.predict:PredictOptions.tta",
     type=click.Choice(["none", "flip", "d4"]),
-    default="none",
-    show_default=True,
     help="Test-time augmentation: average over a flip (2x cost) or all 8 flips/rotations (8x).",
 )
 @click.option(
@@ -206,20 +213,9 @@ def predict(
       roadseg predict @tiles.txt --output-dir out --scheduler tcp://10.0.0.5:8786
       roadseg predict huge.tif --workers 2     # one big raster: split in row regions
     """
-    from roadseg.cli.tfimport import import_tensorflow_quietly
-    from roadseg.model import load_model
     from roadseg.predict import PredictOptions
-    from roadseg.resample import predict_at_model_gsd
 
-    if batch_size is not None and batch_size < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--batch-size")
-    if tile_size is not None and (tile_size < 8 or tile_size % 8):
-        raise click.BadParameter(
-            f"{tile_size} is not a multiple of 8 (the network halves the image three times)",
-            param_hint="--tile-size",
-        )
-    if overlap < 0 or overlap % 2:
-        raise click.BadParameter("must be a non-negative even number", param_hint="--overlap")
+    _check_sizes(batch_size, tile_size, overlap)
     options = PredictOptions(
         tile_size=tile_size,
         overlap=overlap,
@@ -235,52 +231,66 @@ def predict(
         progress=show_progress(quiet),
         resume=resume,
     )
-    if wants_batch(inputs, output_dir, workers, scheduler):
-        if gsd is not None:
-            raise click.BadParameter(
-                "states the GSD of one image; run each image on its own", param_hint="--gsd"
-            )
-        run_batch(
-            inputs,
-            options=options,
-            model=model,
-            output=output,
-            output_dir=output_dir,
-            mask=mask_path,
-            preview=preview_path,
-            vectorize=vector_path,
-            workers=workers,
-            scheduler=scheduler,
-            split_above=split_above,
-            region_rows=region_rows,
-            resample=resample,
-            quiet=quiet,
-        )
+    if not wants_batch(inputs, output_dir, workers, scheduler):
+        _predict_one(Path(inputs[0]), output, model, options, gsd, resample, vector_path, quiet)
         return
-    src = Path(inputs[0])
+    if gsd is not None:
+        raise click.BadParameter(
+            "states the GSD of one image; run each image on its own", param_hint="--gsd"
+        )
+    run_batch(
+        inputs,
+        options=options,
+        model=model,
+        output=output,
+        output_dir=output_dir,
+        mask=mask_path,
+        preview=preview_path,
+        vectorize=vector_path,
+        workers=workers,
+        scheduler=scheduler,
+        split_above=split_above,
+        region_rows=region_rows,
+        resample=resample,
+        quiet=quiet,
+    )
+
+
+def _check_sizes(batch_size: int | None, tile_size: int | None, overlap: int) -> None:
+    """The checks of --batch-size, --tile-size and --overlap, in this order.
+
+    Raises:
+        click.BadParameter: the first option that is out of range.
+    """
+    if batch_size is not None and batch_size < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--batch-size")
+    check_tile_size(tile_size)
+    if overlap < 0 or overlap % 2:
+        raise click.BadParameter("must be a non-negative even number", param_hint="--overlap")
+
+
+def _predict_one(
+    src: Path,
+    output: str | None,
+    model: str | None,
+    options: PredictOptions,
+    gsd: float | None,
+    resample: bool,
+    vector_path: str | None,
+    quiet: bool,
+) -> None:
+    """Predict one raster in-process (with --vectorize, also its centerlines); report."""
+    from roadseg.cli.tfimport import import_tensorflow_quietly
+    from roadseg.model import load_model
+    from roadseg.resample import predict_at_model_gsd
+
     out = Path(output) if output else src.with_name(f"{src.stem}_roads.tif")
-    vectors = _vector_path(src, out, vector_path, overwrite)
+    vectors = _vector_path(src, out, vector_path, options.overwrite)
     import_tensorflow_quietly()
     loaded = load_model(model)
     result = predict_at_model_gsd(src, out, loaded, options, gsd=gsd, resample=resample)
     if not quiet:
-        rate = result.tiles / result.seconds if result.seconds else 0.0
-        click.echo(
-            f"Wrote {result.output} ({result.tiles} tiles in {result.seconds:.1f} s, "
-            f"{rate:.1f} tiles/s)",
-            err=True,
-        )
-        if "ROADSEG_RESAMPLED_GSD" in result.tags:
-            click.echo(
-                f"  read at the model's {result.tags['ROADSEG_RESAMPLED_GSD']} m per pixel "
-                f"(input: {float(result.tags['ROADSEG_INPUT_GSD']):.3g} m), "
-                "written on the input's grid",
-                err=True,
-            )
-        if result.mask:
-            click.echo(f"Wrote {result.mask} (threshold {result.threshold:g})", err=True)
-        if result.preview:
-            click.echo(f"Wrote {result.preview}", err=True)
+        _report(result)
     if vectors is not None:
         from roadseg.vectorize import VectorizeOptions, vectorize_raster
 
@@ -288,7 +298,7 @@ def predict(
             out,
             vectors,
             VectorizeOptions(
-                threshold=result.threshold, overwrite=overwrite, progress=show_progress(quiet)
+                threshold=result.threshold, overwrite=options.overwrite, progress=options.progress
             ),
         )
         if not quiet:
@@ -297,6 +307,27 @@ def predict(
                 f"{vec.junctions} junctions",
                 err=True,
             )
+
+
+def _report(result: PredictResult) -> None:
+    """What predict wrote, on stderr."""
+    rate = result.tiles / result.seconds if result.seconds else 0.0
+    click.echo(
+        f"Wrote {result.output} ({result.tiles} tiles in {result.seconds:.1f} s, "
+        f"{rate:.1f} tiles/s)",
+        err=True,
+    )
+    if "ROADSEG_RESAMPLED_GSD" in result.tags:
+        click.echo(
+            f"  read at the model's {result.tags['ROADSEG_RESAMPLED_GSD']} m per pixel "
+            f"(input: {float(result.tags['ROADSEG_INPUT_GSD']):.3g} m), "
+            "written on the input's grid",
+            err=True,
+        )
+    if result.mask:
+        click.echo(f"Wrote {result.mask} (threshold {result.threshold:g})", err=True)
+    if result.preview:
+        click.echo(f"Wrote {result.preview}", err=True)
 
 
 def _vector_path(src: Path, out: Path, value: str | None, overwrite: bool) -> Path | None:

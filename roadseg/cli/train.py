@@ -3,18 +3,31 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from roadseg.cli.options import int_list, overwrite_opt, quiet_opt, road_color, show_progress
+from roadseg.cli.options import (
+    LibraryDefault,
+    bands,
+    check_tile_size,
+    int_list,
+    overwrite_opt,
+    positive,
+    quiet_opt,
+    road_color,
+    show_progress,
+)
+from roadseg.precision import PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
+    from roadseg.data import LabelRule
     from roadseg.train import EpochReport, RunStart, TrainResult
 
+#: The names of roadseg.train.PRESETS, for --preset's choices without importing it.
 PRESET_NAMES = ("default", "paper")
-PRECISION_NAMES = ("auto", "float32", "bfloat16", "float16")
 
 
 def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -26,19 +39,21 @@ def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> A
     return widths
 
 
-def _bands(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
-    from roadseg.preprocess import parse_bands
+def _per_preset(field: str, none: str = "") -> Callable[[Mapping[str, Any]], str]:
+    """--help's default of an option that each preset of roadseg.train.PRESETS sets."""
 
-    try:
-        return parse_bands(value)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    def shown(presets: Mapping[str, Any]) -> str:
+        values = {name: getattr(preset, field) for name, preset in presets.items()}
+        text = (none if v is None else f"{v:g}" for v in values.values())
+        return "; ".join(f"{name} preset: {t}" for name, t in zip(values, text, strict=True))
+
+    return shown
 
 
-def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
-    if value is not None and not value > 0:
-        raise click.BadParameter(f"must be positive, got {value}")
-    return value
+def _lr_shown(presets: Mapping[str, Any]) -> str:
+    from roadseg.train import FINE_TUNE_LR
+
+    return f"{_per_preset('lr')(presets)}; {FINE_TUNE_LR:g} with --init and the default preset"
 
 
 @click.command(short_help="Train or fine-tune a road model on image/mask pairs.")
@@ -52,9 +67,9 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 @click.option(
     "--output",
     "-o",
-    type=click.Path(dir_okay=False),
-    default="roadseg_model.keras",
-    show_default=True,
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.output",
+    type=click.Path(dir_okay=False, path_type=str),
     help="Model file to write.",
 )
 @click.option(
@@ -65,53 +80,72 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 )
 @click.option(
     "--preset",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.preset",
     type=click.Choice(PRESET_NAMES),
-    default="default",
-    show_default=True,
     help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping. "
-    "paper: the ResUNet paper exactly (MSE, SGD, lr 0.001 /10 every 20 epochs, 50 epochs, "
-    "batch 8, 3750 steps, no augmentation).",
+    "paper: the ResUNet paper exactly (MSE, SGD with the learning rate cut tenfold in "
+    "steps, no augmentation); each preset's numbers are the defaults shown below.",
 )
-@click.option("--epochs", type=click.IntRange(min=1), default=None, help="Default: 50.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Default: 8.")
+@click.option(
+    "--epochs",
+    cls=LibraryDefault,
+    default_from="roadseg.train:PRESETS",
+    shown=_per_preset("epochs"),
+    type=click.IntRange(min=1),
+)
+@click.option(
+    "--batch-size",
+    cls=LibraryDefault,
+    default_from="roadseg.train:PRESETS",
+    shown=_per_preset("batch_size"),
+    type=click.IntRange(min=1),
+)
 @click.option(
     "--steps-per-epoch",
+    cls=LibraryDefault,
+    default_from="roadseg.train:PRESETS",
+    shown=_per_preset("steps_per_epoch", none="one pass over the training pixels"),
     type=click.IntRange(min=1),
-    default=None,
-    help="Batches per epoch. Default: one pass over the training pixels (paper: 3750).",
+    help="Batches per epoch.",
 )
 @click.option(
     "--val-steps",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.val_steps",
     type=click.IntRange(min=1),
-    default=25,
-    show_default=True,
     help="Validation batches per epoch (the same crops every epoch).",
 )
 @click.option(
     "--lr",
+    cls=LibraryDefault,
+    default_from="roadseg.train:PRESETS",
+    shown=_lr_shown,
     type=float,
-    default=None,
-    callback=_positive,
-    help="Initial learning rate. Default: 0.001 (0.0003 with --init).",
+    callback=positive,
+    help="Initial learning rate.",
 )
 @click.option(
     "--filters",
+    cls=LibraryDefault,
+    default_from="roadseg.model:DEFAULT_FILTERS",
+    shown=lambda widths: ",".join(map(str, widths)) + ", the paper's; or the --init model's",
     callback=_filters,
-    default=None,
-    help="Four encoder widths. Default 64,128,256,512 (the paper); 16,32,64,128 is 16x "
-    "cheaper (the bundled model's width).",
+    help="Four encoder widths; 16,32,64,128 is 16x cheaper (the bundled model's width).",
 )
 @click.option(
     "--tile-size",
+    cls=LibraryDefault,
+    default_from="roadseg.train:DEFAULT_TILE",
+    shown=lambda tile: f"the --init model's, else {tile}",
     type=int,
-    default=None,
-    help="Crop side in pixels, a multiple of 8. Default: the --init model's, else 224.",
+    help="Crop side in pixels, a multiple of 8.",
 )
 @click.option(
     "--precision",
-    type=click.Choice(PRECISION_NAMES),
-    default="auto",
-    show_default=True,
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.precision",
+    type=click.Choice(PRECISIONS),
     help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
 )
 @click.option(
@@ -127,7 +161,11 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     help="Continue the interrupted run in the run folder (epoch, optimizer, schedule).",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed of split, crops, weights."
+    "--seed",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.seed",
+    type=int,
+    help="Seed of split, crops, weights.",
 )
 @click.option(
     "--road-color",
@@ -147,38 +185,39 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
     "--gsd",
     type=float,
     default=None,
-    callback=_positive,
+    callback=positive,
     metavar="M",
     help="Ground sample distance of the data in metres, for images without georeferencing.",
 )
 @click.option(
     "--road-width-m",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.road_width_m",
     type=float,
-    default=4.0,
-    show_default=True,
-    callback=_positive,
+    callback=positive,
     metavar="M",
     help="Width of the road band drawn around SpaceNet centerlines.",
 )
 @click.option(
     "--bands",
-    callback=_bands,
+    callback=bands,
     default=None,
     help="Image bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1.",
 )
 @click.option(
     "--val-fraction",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.val_fraction",
     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
-    default=0.15,
-    show_default=True,
     help="Share of pairs held out when the layout has no validation split.",
 )
 @click.option(
     "--patience",
+    cls=LibraryDefault,
+    default_from="roadseg.train:PRESETS",
+    shown=_per_preset("patience"),
     type=click.IntRange(min=0),
-    default=None,
-    help="Stop after this many epochs without a better validation loss; 0 = never. "
-    "Default: 10 (paper: 0).",
+    help="Stop after this many epochs without a better validation loss; 0 = never.",
 )
 @click.option("--no-augment", is_flag=True, help="No flips, rotations, scale or colour changes.")
 @click.option(
@@ -249,44 +288,14 @@ def train(
       roadseg train --data mass_roads --preset paper -o paper.keras
       roadseg train --data deepglobe/train -o deepglobe.keras --resume
     """
-    from roadseg.data import LabelRule, scan_dataset
-    from roadseg.errors import DatasetError
+    from roadseg.data import LabelRule
 
-    if road_color is not None and road_value is not None:
-        raise click.BadParameter("give --road-color or --road-value, not both")
-    if tile_size is not None and (tile_size < 8 or tile_size % 8):
-        raise click.BadParameter(
-            f"{tile_size} is not a multiple of 8 (the network halves the image three times)",
-            param_hint="--tile-size",
-        )
-    if data is None and not resume:
-        raise click.UsageError("--data DIR is required (the folder of image/mask pairs)")
-    if init is not None and init != "default" and not Path(init).is_file():
-        raise click.BadParameter(
-            f"{init} does not exist; give a model file or 'default'", param_hint="--init"
-        )
-    if not output.endswith(".keras"):
-        raise click.BadParameter(f"{output} must end in .keras", param_hint="--output")
-
+    _check_options(road_color, road_value, tile_size, data, resume, init, output)
     rule = LabelRule(road_color, road_value, road_width_m)
     if check:
         if data is None:
             raise click.UsageError("--check needs --data DIR")
-        report = scan_dataset(
-            data,
-            rule=rule,
-            bands=bands,
-            model_bands=len(bands) if bands else 3,
-            gsd=gsd,
-            val_fraction=val_fraction,
-            seed=seed,
-            tile_size=tile_size or 224,
-        )
-        click.echo(report.describe())
-        if report.errors:
-            raise DatasetError(
-                f"{len(report.errors)} problem(s) in {data}; fix them and run --check again"
-            )
+        _check_dataset(data, rule, bands, gsd, val_fraction, seed, tile_size)
         return
 
     from roadseg.cli.tfimport import import_tensorflow_quietly
@@ -294,7 +303,6 @@ def train(
     from roadseg.train import train as run_training
 
     import_tensorflow_quietly()
-
     config = TrainConfig(
         data=Path(data) if data is not None else Path("."),
         output=Path(output),
@@ -329,6 +337,68 @@ def train(
     )
     if not quiet:
         _echo_result(result)
+
+
+def _check_options(
+    road_color: tuple[int, int, int] | None,
+    road_value: int | None,
+    tile_size: int | None,
+    data: str | None,
+    resume: bool,
+    init: str | None,
+    output: str,
+) -> None:
+    """The checks that need several options, or the file system, in this order.
+
+    Raises:
+        click.UsageError: the first option that cannot be used.
+    """
+    if road_color is not None and road_value is not None:
+        raise click.BadParameter("give --road-color or --road-value, not both")
+    check_tile_size(tile_size)
+    if data is None and not resume:
+        raise click.UsageError("--data DIR is required (the folder of image/mask pairs)")
+    if init is not None and init != "default" and not Path(init).is_file():
+        raise click.BadParameter(
+            f"{init} does not exist; give a model file or 'default'", param_hint="--init"
+        )
+    if not output.endswith(".keras"):
+        raise click.BadParameter(f"{output} must end in .keras", param_hint="--output")
+
+
+def _check_dataset(
+    data: str,
+    rule: LabelRule,
+    bands: tuple[int, ...] | None,
+    gsd: float | None,
+    val_fraction: float,
+    seed: int,
+    tile_size: int | None,
+) -> None:
+    """--check: list what the dataset holds; train nothing.
+
+    Raises:
+        DatasetError: the scan found problems (exit 1, after the listing).
+    """
+    from roadseg.data import scan_dataset
+    from roadseg.errors import DatasetError
+    from roadseg.train import DEFAULT_TILE
+
+    report = scan_dataset(
+        data,
+        rule=rule,
+        bands=bands,
+        model_bands=len(bands) if bands else 3,
+        gsd=gsd,
+        val_fraction=val_fraction,
+        seed=seed,
+        tile_size=tile_size or DEFAULT_TILE,
+    )
+    click.echo(report.describe())
+    if report.errors:
+        raise DatasetError(
+            f"{len(report.errors)} problem(s) in {data}; fix them and run --check again"
+        )
 
 
 def _echo_start(start: RunStart) -> None:

@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from roadseg.cli.batch import scheduler_opt, workers_opt
-from roadseg.cli.options import overwrite_opt, probability, quiet_opt, show_progress
-
-# The defaults live in roadseg.vectorize.VectorizeOptions; the options below default
-# to None so that `roadseg --help` need not import scipy. The help texts quote them
-# (tests/test_cli_vectorize.py checks that they agree).
-
-
-def _non_negative(ctx: click.Context, param: click.Parameter, value: float | None) -> Any:
-    if value is not None and not value >= 0:
-        raise click.BadParameter(f"must be zero or more, got {value}")
-    return value
+from roadseg.cli.options import (
+    LibraryDefault,
+    check_workers_or_scheduler,
+    non_negative,
+    overwrite_opt,
+    probability,
+    quiet_opt,
+    scheduler_opt,
+    show_progress,
+    workers_opt,
+)
 
 
 @click.command(short_help="Road centerlines (GeoPackage/GeoJSON) from a road mask.")
@@ -51,65 +49,70 @@ def _non_negative(ctx: click.Context, param: click.Parameter, value: float | Non
 )
 @click.option(
     "--min-area",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.min_area_m2",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M2",
     help="Drop blobs of road smaller than this many square metres (speckle); thin "
-    "blobs 10 m or longer stay. [default: 30]",
+    "blobs 10 m or longer stay.",
 )
 @click.option(
     "--holes",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.hole_area_m2",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M2",
-    help="Fill holes in the road mask smaller than this many square metres (cars, "
-    "shadows). [default: 30]",
+    help="Fill holes in the road mask smaller than this many square metres (cars, shadows).",
 )
 @click.option(
     "--spur",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.spur_m",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M",
     help="Prune side branches reaching less than this many metres beyond the road's "
-    "edge, and drop fragments shorter than this. [default: 6]",
+    "edge, and drop fragments shorter than this.",
 )
 @click.option(
     "--merge",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.merge_m",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M",
     help="Merge junctions closer than this many metres (or inside each other's road "
-    "surface) into one. [default: 5]",
+    "surface) into one.",
 )
 @click.option(
     "--gap",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.gap_m",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M",
     help="Bridge gaps up to this many metres between road ends that point at each "
-    "other (or at another road); 0 turns bridging off. [default: 12]",
+    "other (or at another road); 0 turns bridging off.",
 )
 @click.option(
     "--simplify",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.simplify_m",
     type=float,
-    default=None,
-    callback=_non_negative,
+    callback=non_negative,
     metavar="M",
-    help="Douglas-Peucker tolerance in metres; 0 keeps a vertex at every pixel. [default: 0.5]",
+    help="Douglas-Peucker tolerance in metres; 0 keeps a vertex at every pixel.",
 )
 @click.option(
     "--chunk-size",
+    cls=LibraryDefault,
+    default_from="roadseg.vectorize:VectorizeOptions.chunk_size",
     type=int,
-    default=None,
     metavar="PX",
     help="Process the raster in square chunks of this many pixels (a multiple of 8, at "
-    "least 64); memory grows with its square, the result does not change. "
-    "[default: 2048]",
+    "least 64); memory grows with its square, the result does not change.",
 )
 @workers_opt
 @scheduler_opt
@@ -120,13 +123,13 @@ def vectorize(
     output: str | None,
     threshold: float | None,
     low: float | None,
-    min_area: float | None,
-    holes: float | None,
-    spur: float | None,
-    merge: float | None,
-    gap: float | None,
-    simplify: float | None,
-    chunk_size: int | None,
+    min_area: float,
+    holes: float,
+    spur: float,
+    merge: float,
+    gap: float,
+    simplify: float,
+    chunk_size: int,
     workers: int | None,
     scheduler: str | None,
     overwrite: bool,
@@ -162,25 +165,21 @@ def vectorize(
             f"{low} is above --threshold {threshold}; hysteresis needs low <= threshold",
             param_hint="--low",
         )
-    if chunk_size is not None and (chunk_size < 64 or chunk_size % 8):
+    if chunk_size < 64 or chunk_size % 8:
         raise click.BadParameter(
             f"{chunk_size} is not a multiple of 8 of at least 64", param_hint="--chunk-size"
         )
-    if workers is not None and scheduler is not None:
-        raise click.BadParameter("give --workers or --scheduler, not both", param_hint="--workers")
-    given = {
-        "threshold": threshold,
-        "low": low,
-        "min_area_m2": min_area,
-        "hole_area_m2": holes,
-        "spur_m": spur,
-        "merge_m": merge,
-        "gap_m": gap,
-        "simplify_m": simplify,
-        "chunk_size": chunk_size,
-    }
+    check_workers_or_scheduler(workers, scheduler)
     options = VectorizeOptions(
-        **{k: v for k, v in given.items() if v is not None},
+        threshold=threshold,
+        low=low,
+        min_area_m2=min_area,
+        hole_area_m2=holes,
+        spur_m=spur,
+        merge_m=merge,
+        gap_m=gap,
+        simplify_m=simplify,
+        chunk_size=chunk_size,
         overwrite=overwrite,
         progress=show_progress(quiet),
     )
