@@ -49,14 +49,9 @@ from rasterio.windows import Window
 from roadseg import encoding as enc
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.model import LoadedModel
-from roadseg.predict import (
-    PredictOptions,
-    PredictResult,
-    predict_raster,
-    raw_outputs,
-    write_preview,
-)
+from roadseg.predict import PredictOptions, PredictResult, predict_raster
 from roadseg.preprocess import compute_normalizer, select_bands
+from roadseg.preview import write_preview
 from roadseg.raster_io import (
     atomic_output,
     check_dtype,
@@ -68,6 +63,7 @@ from roadseg.raster_io import (
     maybe_atomic_output,
     open_raster,
 )
+from roadseg.writer import raw_outputs
 
 log = logging.getLogger(__name__)
 

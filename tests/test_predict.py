@@ -219,7 +219,7 @@ def test_nodata_pixels_map_exactly_across_tile_rows(make_geotiff, tmp_path) -> N
 @pytest.mark.parametrize("tta", ["none", "flip", "d4"])
 def test_tta_averages_inverse_transformed_outputs(tta) -> None:
     keras = pytest.importorskip("keras")
-    from roadseg.predict import _tta_transforms, make_infer_fn
+    from roadseg.inference import make_infer_fn, tta_transforms
 
     inp = keras.Input((None, None, 3))
     out = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)(inp)
@@ -229,13 +229,13 @@ def test_tta_averages_inverse_transformed_outputs(tta) -> None:
     x = rng.random((2, 16, 16, 3), dtype=np.float32)
     got = make_infer_fn(model, 16, 3, tta)(x)
     expected = np.zeros((2, 16, 16), dtype=np.float32)
-    for k, flip in _tta_transforms(tta):
+    for k, flip in tta_transforms(tta):
         xt = x[:, :, ::-1] if flip else x
         xt = np.rot90(xt, k, axes=(1, 2))
         yt = np.asarray(model(np.ascontiguousarray(xt)))[..., 0]
         yt = np.rot90(yt, -k, axes=(1, 2))
         expected += yt[:, :, ::-1] if flip else yt
-    expected /= len(_tta_transforms(tta))
+    expected /= len(tta_transforms(tta))
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
@@ -280,8 +280,9 @@ def test_other_errors_are_not_taken_for_out_of_memory(make_geotiff, tmp_path) ->
 
 @pytest.mark.parametrize("dtype", [np.uint16, np.float32])
 def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype) -> None:
-    from roadseg.predict import _iter_batches, _Plan
     from roadseg.preprocess import compute_normalizer
+    from roadseg.reader import iter_batches
+    from roadseg.tile_plan import Plan
     from roadseg.tiling import axis_spans
 
     rng = np.random.default_rng(5)
@@ -291,7 +292,7 @@ def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype)
         data[1, 5, 7] = np.nan
     src_path = make_geotiff(data, nodata=0)
     with rasterio.open(src_path) as src:
-        plan = _Plan(
+        plan = Plan(
             height=src.height,
             width=src.width,
             tile=32,
@@ -304,7 +305,7 @@ def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype)
 
         def collect(chunk_px: int) -> tuple[list, dict[int, np.ndarray]]:
             valid: dict[int, np.ndarray] = {}
-            batches = [(b, w) for b, w in _iter_batches(src, plan, 7, valid, 1, chunk_px=chunk_px)]
+            batches = [(b, w) for b, w in iter_batches(src, plan, 7, valid, 1, chunk_px=chunk_px)]
             return batches, valid
 
         whole, whole_valid = collect(10_000)
@@ -324,11 +325,12 @@ def test_strips_read_in_column_chunks_give_the_same_batches(make_geotiff, dtype)
 def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
     tile, overlap, height
 ) -> None:
-    from roadseg.predict import PIECE_ROWS, _Plan, _RowBlender
+    from roadseg.blending import PIECE_ROWS, RowBlender
     from roadseg.preprocess import Normalizer
+    from roadseg.tile_plan import Plan
     from roadseg.tiling import axis_spans
 
-    plan = _Plan(
+    plan = Plan(
         height=height,
         width=50,
         tile=tile,
@@ -338,7 +340,7 @@ def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
         bands=(1,),
         normalizer=Normalizer((0.0,), (1.0,), "unit"),
     )
-    blender = _RowBlender(plan)
+    blender = RowBlender(plan)
     rng = np.random.default_rng(0)
     row = 0
     for i in range(len(plan.rows)):
@@ -361,11 +363,12 @@ def test_finished_rows_reach_the_writer_in_pieces_that_end_on_64_row_lines(
     [(224, 32, 700, 2500, 0), (32, 22, 150, 1500, 0), (64, 16, 40, 30, 0), (48, 8, 300, 200, 3)],
 )
 def test_blender_weight_sum_has_the_bits_of_a_running_sum(tile, overlap, height, width, first):
-    from roadseg.predict import _Plan, _RowBlender
+    from roadseg.blending import RowBlender
     from roadseg.preprocess import Normalizer
+    from roadseg.tile_plan import Plan
     from roadseg.tiling import axis_spans, weight_window
 
-    plan = _Plan(
+    plan = Plan(
         height=height,
         width=width,
         tile=tile,
@@ -382,7 +385,7 @@ def test_blender_weight_sum_has_the_bits_of_a_running_sum(tile, overlap, height,
     wsum = np.zeros((tile, padded), np.float32)
     w = weight_window(tile, overlap)
     top = plan.rows[first].start
-    blender = _RowBlender(plan, first)
+    blender = RowBlender(plan, first)
     rng = np.random.default_rng(tile + overlap)
     for i in range(first, len(plan.rows)):
         for j, cs in enumerate(plan.cols):
