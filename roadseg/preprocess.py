@@ -56,7 +56,7 @@ class Normalizer:
                 # (every index is in the table, so "clip" only skips a buffered copy)
                 np.take(table[b], data[..., b], out=out[..., b], mode="clip")
         else:
-            result = self._stretch(data)
+            result = self.stretch(data)
             if out is None:
                 out = result
             else:
@@ -65,7 +65,10 @@ class Normalizer:
             out[~valid] = 0.0
         return out
 
-    def _stretch(self, data: np.ndarray) -> np.ndarray:
+    def stretch(self, data: np.ndarray) -> np.ndarray:
+        """``data`` (``(..., bands)``) stretched from ``low..high`` to 0..1 per band
+        in float32, by arithmetic: what the lookup tables of 8- and 16-bit
+        inputs hold, and what every other dtype gets. No validity mask."""
         wide = np.float64 if data.dtype.itemsize == 8 else np.float32
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             low = np.asarray(self.low, dtype=wide)
@@ -85,7 +88,7 @@ def _table(low: tuple[float, ...], high: tuple[float, ...], method: str, dtype: 
     """``(bands, values)`` float32: every value of ``dtype`` normalised per band."""
     values = np.arange(np.iinfo(np.dtype(dtype)).max + 1, dtype=dtype)
     grid = np.repeat(values[:, None], len(low), axis=1)
-    return np.ascontiguousarray(Normalizer(low, high, method)._stretch(grid).T)
+    return np.ascontiguousarray(Normalizer(low, high, method).stretch(grid).T)
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

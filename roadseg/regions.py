@@ -43,8 +43,6 @@ from roadseg.errors import RoadsegError
 from roadseg.journal import RunJournal
 from roadseg.model import LoadedModel
 from roadseg.predict import (
-    JOURNAL_BLOCK,
-    BlockSink,
     PredictOptions,
     PredictResult,
     journal_identity,
@@ -53,6 +51,7 @@ from roadseg.predict import (
     prepare_run,
 )
 from roadseg.raster_io import gdal_env, open_raster
+from roadseg.writer import JOURNAL_BLOCK, BlockSink
 
 log = logging.getLogger(__name__)
 
@@ -123,7 +122,7 @@ def start_split(
     return fixed
 
 
-class _JournalSink(BlockSink):
+class JournalSink(BlockSink):
     """Saves rows ``start`` to ``stop`` as journal blocks (``start`` on a block edge)."""
 
     def __init__(
@@ -171,7 +170,7 @@ def predict_region(
             return RegionResult(region, skipped=True, seconds=time.perf_counter() - started)
         if done:
             log.info("region %d: %d block(s) already finished", region.index, done)
-        sink = _JournalSink(journal, start, region.stop, run.threshold, options)
+        sink = JournalSink(journal, start, region.stop, run.threshold, options)
         tiles, _ = predict_rows(src, run, sink, options, start, region.stop)
     return RegionResult(region, tiles=tiles, seconds=time.perf_counter() - started)
 

@@ -50,14 +50,9 @@ from roadseg import encoding as enc
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.geo import pixel_size_on_ground
 from roadseg.model import LoadedModel
-from roadseg.predict import (
-    PredictOptions,
-    PredictResult,
-    predict_raster,
-    raw_outputs,
-    write_preview,
-)
+from roadseg.predict import PredictOptions, PredictResult, predict_raster
 from roadseg.preprocess import compute_normalizer, select_bands
+from roadseg.preview import write_preview
 from roadseg.raster_io import (
     atomic_output,
     check_dtype,
@@ -69,6 +64,7 @@ from roadseg.raster_io import (
     maybe_atomic_output,
     open_raster,
 )
+from roadseg.writer import raw_outputs
 
 log = logging.getLogger(__name__)
 

@@ -649,7 +649,7 @@ def test_disk_full_injected(make_geotiff, tmp_path: Path, monkeypatch, where: st
         raise enospc
 
     if where == "geotiff":
-        monkeypatch.setattr("roadseg.predict._BlockWriter.add", fail)
+        monkeypatch.setattr("roadseg.writer.BlockWriter.add", fail)
     elif where == "cog":
         monkeypatch.setattr("rasterio.shutil.copy", fail)
     else:

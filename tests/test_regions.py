@@ -135,7 +135,7 @@ def test_the_starting_batch_comes_from_the_gpu_unless_given(
 
 
 def test_a_stopped_region_stores_no_short_block() -> None:
-    from roadseg.regions import _JournalSink
+    from roadseg.regions import JournalSink
 
     saved: dict[int, int] = {}
 
@@ -148,14 +148,14 @@ def test_a_stopped_region_stores_no_short_block() -> None:
 
     opts = replace(OPTIONS, mask_path=Path("m.tif"))
     # Region rows 256..1100 of a raster; the rows arrive from row 200 (its halo).
-    stopped = _JournalSink(Journal(), 256, 1100, 0.5, opts)
+    stopped = JournalSink(Journal(), 256, 1100, 0.5, opts)
     stopped.skip_from(200)
     stopped.add(*rows(456))  # rows 200..656: block 1 (256..512) and 144 rows more
     stopped.close()  # the run stopped here (an error, Ctrl-C)
     assert saved == {1: 256}  # the 144 rows are not a finished block
 
     saved.clear()
-    whole = _JournalSink(Journal(), 256, 1100, 0.5, opts)
+    whole = JournalSink(Journal(), 256, 1100, 0.5, opts)
     whole.skip_from(200)
     whole.add(*rows(456))
     whole.add(*rows(500))  # up to row 1156: rows past the region's stop are dropped

@@ -1,0 +1,85 @@
+"""The inference function: test-time augmentation and the starting GPU batch size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "d4"])
+def test_tta_averages_inverse_transformed_outputs(tta) -> None:
+    keras = pytest.importorskip("keras")
+    from roadseg.inference import make_infer_fn, tta_transforms
+
+    inp = keras.Input((None, None, 3))
+    out = keras.layers.Conv2D(1, 3, padding="same", use_bias=False)(inp)
+    model = keras.Model(inp, out)
+    rng = np.random.default_rng(0)
+    model.set_weights([rng.normal(size=(3, 3, 3, 1)).astype("float32")])
+    x = rng.random((2, 16, 16, 3), dtype=np.float32)
+    got = make_infer_fn(model, 16, 3, tta)(x)
+    expected = np.zeros((2, 16, 16), dtype=np.float32)
+    for k, flip in tta_transforms(tta):
+        xt = x[:, :, ::-1] if flip else x
+        xt = np.rot90(xt, k, axes=(1, 2))
+        yt = np.asarray(model(np.ascontiguousarray(xt)))[..., 0]
+        yt = np.rot90(yt, -k, axes=(1, 2))
+        expected += yt[:, :, ::-1] if flip else yt
+    expected /= len(tta_transforms(tta))
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_batch_for_free_memory_arithmetic() -> None:
+    from roadseg.inference import batch_for_free_memory, tile_activation_bytes
+
+    # 12 tensors x (64 + 128/4 + 256/16 + 512/64 = 120 channels/pixel) x 224^2 px x 2 bytes
+    per_tile = tile_activation_bytes(224, (64, 128, 256, 512), 2)
+    assert per_tile == 12 * 120 * 224 * 224 * 2
+    assert batch_for_free_memory(16 * per_tile, per_tile, headroom=0.25) == 12
+    assert batch_for_free_memory(per_tile // 3, per_tile) == 1  # never below one tile
+    assert batch_for_free_memory(10**15, per_tile) == 64  # capped
+    with pytest.raises(ValueError, match="positive"):
+        batch_for_free_memory(10**9, 0)
+    with pytest.raises(ValueError, match="headroom"):
+        batch_for_free_memory(10**9, 1, headroom=1.0)
+
+
+def test_starting_batch_size_without_a_gpu_is_the_requested_one() -> None:
+    from roadseg.inference import starting_batch_size
+
+    def no_query() -> int:
+        raise AssertionError("free memory asked without a GPU")
+
+    filters = (64, 128, 256, 512)
+    # This machine has no GPU: TensorFlow's own answer.
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=no_query) == 8
+    assert starting_batch_size(8, 224, filters, 2, has_gpu=lambda: False) == 8
+    gpu = {"has_gpu": lambda: True}
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=lambda: None, **gpu) == 8
+    assert starting_batch_size(8, 224, (), 2, free_bytes=lambda: 10**12, **gpu) == 8
+    per_tile = 12 * 120 * 224 * 224 * 2
+    assert starting_batch_size(8, 224, filters, 2, free_bytes=lambda: 40 * per_tile, **gpu) == 30
+
+
+def test_gpu_free_bytes_reads_nvidia_smi(monkeypatch) -> None:
+    import subprocess
+
+    from roadseg.inference import gpu_free_bytes
+
+    def smi(stdout: str):
+        def run(cmd, **kw):
+            assert cmd[0] == "nvidia-smi"
+            return subprocess.CompletedProcess(cmd, 0, stdout=stdout)
+
+        return run
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert gpu_free_bytes(smi("0, 10000\n1, 2000\n")) == 10000 << 20
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert gpu_free_bytes(smi("0, 10000\n1, 2000\n")) == 2000 << 20
+    assert gpu_free_bytes(smi("[N/A]\n")) is None
+
+    def missing(cmd, **kw):
+        raise FileNotFoundError(cmd[0])
+
+    assert gpu_free_bytes(missing) is None
