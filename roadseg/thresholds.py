@@ -34,9 +34,18 @@ class F1Sweep:
         return thresholds, precision, recall, f1
 
     def best(self) -> tuple[float, float, float, float]:
-        """``(threshold, f1, precision, recall)`` at the threshold with the best F1."""
+        """``(threshold, f1, precision, recall)`` at the threshold with the best F1.
+
+        Thresholds are kept 5 bins away from 0 and 1. When several tie for the
+        best F1 (a well-separated validation set), the middle of the longest run
+        of tied bins is taken, not its lowest end, so the stored threshold is not
+        needlessly near 0.
+        """
         thresholds, precision, recall, f1 = self.curve()
-        # Keep thresholds away from the extremes a 1/256 grid allows.
         lo, hi = 5, self.BINS - 5
-        i = lo + int(np.argmax(f1[lo:hi]))
+        best = float(np.max(f1[lo:hi]))
+        tied = lo + np.flatnonzero(f1[lo:hi] >= best - 1e-9)
+        runs = np.split(tied, np.flatnonzero(np.diff(tied) > 1) + 1)
+        run = max(runs, key=len)
+        i = int(run[len(run) // 2])
         return float(thresholds[i]), float(f1[i]), float(precision[i]), float(recall[i])

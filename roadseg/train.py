@@ -548,24 +548,6 @@ def plot_history(
 # --------------------------------------------------------------------------------------------
 
 
-def best_threshold(sweep: F1Sweep) -> tuple[float, float, float, float]:
-    """``(threshold, f1, precision, recall)`` at the best F1 of a sweep.
-
-    Like :meth:`F1Sweep.best`, but when several thresholds tie for the best F1
-    (a well-separated validation set) the middle of the tied run is taken, not
-    its lowest end, so the stored threshold is not needlessly near 0.
-    """
-    thresholds, precision, recall, f1 = sweep.curve()
-    lo, hi = 5, F1Sweep.BINS - 5  # the range F1Sweep.best() allows
-    best = float(np.max(f1[lo:hi]))
-    tied = lo + np.flatnonzero(f1[lo:hi] >= best - 1e-9)
-    # The longest run of consecutive tied bins, then its middle.
-    runs = np.split(tied, np.flatnonzero(np.diff(tied) > 1) + 1)
-    run = max(runs, key=len)
-    i = int(run[len(run) // 2])
-    return float(thresholds[i]), float(f1[i]), float(precision[i]), float(recall[i])
-
-
 def validation_metrics(
     infer: Callable[[np.ndarray], np.ndarray],
     crops: Iterator[tuple[np.ndarray, np.ndarray]],
@@ -613,7 +595,7 @@ def validation_metrics(
     flush()
     if not probs:
         raise DatasetError("no validation crop could be read")
-    threshold, f1, precision, recall = best_threshold(sweep)
+    threshold, f1, precision, recall = sweep.best()
     # The threshold is inserted into the k/254 grid unless it already lies on it
     # (0.5 does), so the number of levels depends on it.
     levels = float_levels(threshold)

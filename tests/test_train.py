@@ -21,7 +21,6 @@ from roadseg.train import (
     PRESETS,
     EpochReport,
     TrainConfig,
-    best_threshold,
     make_schedule,
     plot_history,
     train,
@@ -137,19 +136,21 @@ def test_config_round_trips_and_validates(tmp_path: Path) -> None:
         TrainConfig(data=tmp_path, preset="fast")
 
 
-def test_best_threshold_takes_the_middle_of_a_tie() -> None:
+def test_the_best_threshold_is_the_middle_of_a_tie() -> None:
     separated = F1Sweep()
     truth = np.array([1, 1, 0, 0, 0], bool)
     separated.update(np.array([0.9, 0.95, 0.1, 0.05, 0.12]), truth)
-    threshold, f1, precision, recall = best_threshold(separated)
+    threshold, f1, precision, recall = separated.best()
     assert f1 == precision == recall == 1.0
-    assert 0.45 < threshold < 0.55  # F1Sweep.best() would say 0.125
+    assert 0.45 < threshold < 0.55  # the lowest end of the tie would be 0.0195
 
     rng = np.random.default_rng(0)
     noisy = F1Sweep()
     truth = rng.random(5000) < 0.2
     noisy.update(np.clip(truth * 0.3 + rng.random(5000) * 0.7, 0, 1), truth)
-    assert best_threshold(noisy) == pytest.approx(noisy.best())
+    thresholds, precision, recall, f1 = noisy.curve()
+    i = 5 + int(np.argmax(f1[5:-5]))  # no tie: the best bin itself
+    assert noisy.best() == pytest.approx((thresholds[i], f1[i], precision[i], recall[i]))
 
 
 def test_plot_history_draws_a_png(tmp_path: Path) -> None:

@@ -138,10 +138,9 @@ def _where(workers: int | None, scheduler: str | None) -> str:
     is installed) before any file is looked at."""
     where = "in-process"
     if workers is not None or scheduler is not None:
-        from roadseg.distributed import import_distributed
+        from roadseg.distributed import check_workers_or_scheduler, import_distributed
 
-        if workers is not None and scheduler is not None:
-            raise RoadsegError("give either a number of workers or a scheduler address, not both")
+        check_workers_or_scheduler(workers, scheduler)
         if workers is not None and workers < 1:
             raise RoadsegError(f"the number of workers must be at least 1, got {workers}")
         import_distributed()  # fail before any file is looked at
