@@ -160,6 +160,13 @@ def select_bands(
     )
 
 
+#: How training may turn pixels into model inputs (recorded in the model file):
+#: ``auto`` divides uint8 by 255 and stretches other dtypes; ``percentile`` stretches
+#: every dtype, uint8 included, so brightness, contrast and colour balance of a
+#: sensor do not reach the model.
+NORMALIZATIONS = ("auto", "percentile")
+
+
 def compute_normalizer(
     src: rasterio.io.DatasetReader,
     bands: Sequence[int],

@@ -74,6 +74,7 @@ from roadseg.model import (
     save_model,
 )
 from roadseg.precision import PRECISIONS
+from roadseg.preprocess import NORMALIZATIONS
 from roadseg.raster_io import check_output
 from roadseg.thresholds import F1Sweep
 from roadseg.tiling import is_tile_size
@@ -185,6 +186,17 @@ class TrainConfig:
         road_value: value of the road class in index masks.
         road_width_m: width of rasterised road lines (SpaceNet).
         gsd: ground sample distance of the data in metres (for plain images).
+        gsd_range: train at ground sample distances drawn log-uniformly from
+            this range (metres per pixel): each crop is read from a window of
+            its image's GSD and resized, so the model learns roads at every
+            scale in it. The model then records the range's geometric mean as
+            its GSD, and ``roadseg predict`` reads inputs at that GSD. Needs
+            georeferenced images or ``gsd``.
+        normalization: how pixels become model inputs, recorded in the model:
+            ``auto`` (uint8 /255, other dtypes a 2-98 percentile stretch per
+            band) or ``percentile`` (the stretch for every dtype: removes
+            brightness, contrast and colour-balance differences between
+            sensors). Default: the init model's, else ``auto``.
         bands: image bands that feed the model, 1-based.
         val_fraction: share of pairs for a seeded validation split.
         patience: early-stopping patience in epochs (0: off).
@@ -210,6 +222,8 @@ class TrainConfig:
     road_value: int | None = None
     road_width_m: float = 4.0
     gsd: float | None = None
+    gsd_range: tuple[float, float] | None = None
+    normalization: str | None = None
     bands: tuple[int, ...] | None = None
     val_fraction: float = 0.15
     patience: int | None = None
@@ -237,6 +251,17 @@ class TrainConfig:
             raise ValueError(f"patience must be 0 or more, got {self.patience}")
         if self.gsd is not None and not self.gsd > 0:
             raise ValueError(f"gsd must be positive, got {self.gsd}")
+        if self.gsd_range is not None and not (
+            len(self.gsd_range) == 2 and 0 < self.gsd_range[0] <= self.gsd_range[1]
+        ):
+            raise ValueError(
+                f"gsd_range must be two positive GSDs, low <= high, got {self.gsd_range}"
+            )
+        if self.normalization is not None and self.normalization not in NORMALIZATIONS:
+            raise ValueError(
+                f"normalization must be one of {', '.join(NORMALIZATIONS)}, "
+                f"got {self.normalization!r}"
+            )
         LabelRule(self.road_color, self.road_value, self.road_width_m)  # validates
 
     @property
@@ -270,6 +295,8 @@ class TrainConfig:
         for key in ("filters", "road_color", "bands"):
             if kwargs.get(key) is not None:
                 kwargs[key] = tuple(int(v) for v in kwargs[key])
+        if kwargs.get("gsd_range") is not None:
+            kwargs["gsd_range"] = tuple(float(v) for v in kwargs["gsd_range"])
         return cls(**kwargs)
 
 
@@ -721,6 +748,8 @@ class TrainPlan:
         patience: early-stopping patience (0: off).
         policy: Keras dtype policy.
         init_info: path and SHA-256 of the model fine-tuned from, if any.
+        normalization: how pixels become model inputs (see :class:`TrainConfig`).
+        gsd_range: the range of training GSDs, or None to train at the data's own.
     """
 
     preset: Preset
@@ -736,6 +765,15 @@ class TrainPlan:
     patience: int
     policy: str
     init_info: dict[str, Any] = field(default_factory=dict)
+    normalization: str = "auto"
+    gsd_range: tuple[float, float] | None = None
+
+    @property
+    def model_gsd(self) -> float | None:
+        """The GSD a model trained over ``gsd_range`` works at: its geometric mean."""
+        if self.gsd_range is None:
+            return None
+        return round(math.sqrt(self.gsd_range[0] * self.gsd_range[1]), 3)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (the preset by name)."""
@@ -779,6 +817,12 @@ def _plan_from_state(data: Mapping[str, Any]) -> TrainPlan:
             patience=int(data["patience"]),
             policy=str(data["policy"]),
             init_info=dict(data.get("init_info") or {}),
+            normalization=str(data.get("normalization", "auto")),
+            gsd_range=(
+                (float(data["gsd_range"][0]), float(data["gsd_range"][1]))
+                if data.get("gsd_range")
+                else None
+            ),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"the saved training state is incomplete ({exc}); start again") from None
@@ -833,6 +877,19 @@ def _plan(config: TrainConfig, report: DatasetReport, init: Any | None, policy: 
     if lr is None:
         lr = FINE_TUNE_LR if init is not None and preset.name == "default" else preset.lr
     bands = len(config.bands) if config.bands else (init.info.bands if init is not None else 3)
+    normalization = config.normalization or (
+        init.info.normalization if init is not None else "auto"
+    )
+    if init is not None and normalization != init.info.normalization:
+        raise RoadsegError(
+            f"--normalization {normalization} differs from {init.path.name}'s "
+            f"{init.info.normalization}; a fine-tuned model must see its inputs as it learned them"
+        )
+    if config.gsd_range is not None and report.gsd is None:
+        raise DatasetError(
+            "--gsd-range needs the ground sample distance of the images: georeferenced "
+            "images, or --gsd M for images without georeferencing"
+        )
     return TrainPlan(
         preset=preset,
         epochs=config.epochs or preset.epochs,
@@ -847,6 +904,8 @@ def _plan(config: TrainConfig, report: DatasetReport, init: Any | None, policy: 
         patience=preset.patience if config.patience is None else config.patience,
         policy=policy,
         init_info=init_info,
+        normalization=normalization,
+        gsd_range=config.gsd_range,
     )
 
 
@@ -1143,6 +1202,10 @@ class _CropStreams:
             model_bands=plan.bands,
             augment=AugmentConfig() if plan.augment else None,
             road_focus=plan.preset.road_focus,
+            normalization=plan.normalization,
+            gsd=run.report.gsd,
+            gsd_range=plan.gsd_range,
+            val_gsd=plan.model_gsd,
         )
         self.reader = CropReader(self.spec)
         self.n_val = plan.val_steps * plan.batch_size
@@ -1412,8 +1475,14 @@ def _model_info(
         "augment": plan.augment,
         "precision": plan.policy,
         "seed": config.seed,
-        "normalization_rule": "uint8 /255; other dtypes 2-98 percentile stretch per image",
+        "normalization_rule": (
+            "2-98 percentile stretch per band of each image"
+            if plan.normalization == "percentile"
+            else "uint8 /255; other dtypes 2-98 percentile stretch per image"
+        ),
     }
+    if plan.gsd_range is not None:
+        provenance["gsd_range"] = list(plan.gsd_range)
     if plan.init_info:
         provenance["init"] = plan.init_info
     if metrics:
@@ -1421,9 +1490,9 @@ def _model_info(
     provenance.update(extra)
     return ModelInfo(
         bands=plan.bands,
-        normalization="auto",
+        normalization=plan.normalization,
         tile_size=plan.tile,
-        gsd=report.gsd,
+        gsd=plan.model_gsd if plan.gsd_range is not None else report.gsd,
         threshold=round(float(threshold), 4),
         filters=plan.filters,
         provenance=provenance,

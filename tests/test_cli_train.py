@@ -80,6 +80,9 @@ def test_check_names_the_colours_of_multiclass_masks(tmp_path: Path) -> None:
         (["--precision", "int8"], "int8"),
         (["--init", "missing.keras"], "does not exist"),
         (["-o", "model.h5"], "must end in .keras"),
+        (["--gsd-range", "0.3"], "two numbers LO,HI"),
+        (["--gsd-range", "1.2,0.3"], "0 < LO <= HI"),
+        (["--normalization", "zscore"], "zscore"),
     ],
 )
 def test_bad_options_are_usage_errors(tmp_path: Path, args: list[str], message: str) -> None:

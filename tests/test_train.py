@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from roadseg import precision as precision_module
-from roadseg.errors import ModelError, OutputError
+from roadseg.errors import ModelError, OutputError, RoadsegError
 from roadseg.model import ModelInfo, build_resunet, load_model, read_model_info, save_model
 from roadseg.thresholds import F1Sweep
 from roadseg.train import (
@@ -330,3 +330,33 @@ def test_a_failing_final_validation_still_saves_the_best_checkpoint(
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert any("final validation failed" in w and "scoring exploded" in w for w in warnings)
     assert all("\n" not in w for w in warnings)
+
+
+def test_gsd_range_and_normalization_are_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="gsd_range"):
+        TrainConfig(data=tmp_path, gsd_range=(1.2, 0.3))
+    with pytest.raises(ValueError, match="normalization must be one of auto, percentile"):
+        TrainConfig(data=tmp_path, normalization="zscore")
+    config = TrainConfig(data=tmp_path, gsd_range=(0.3, 1.2), normalization="percentile")
+    assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_training_over_a_gsd_range_records_its_gsd_and_normalization(
+    dataset: Path, tmp_path: Path
+) -> None:
+    result = train(tiny_config(dataset, tmp_path, gsd_range=(0.3, 1.2), normalization="percentile"))
+    info = read_model_info(result.model_path)
+    assert info is not None
+    assert info.gsd == 0.6 and info.normalization == "percentile"
+    assert info.provenance["gsd_range"] == [0.3, 1.2]
+    # A fine-tune must see inputs as its init model learned them.
+    with pytest.raises(RoadsegError, match="normalization auto differs"):
+        train(
+            tiny_config(
+                dataset,
+                tmp_path,
+                init=str(result.model_path),
+                normalization="auto",
+                output=tmp_path / "ft.keras",
+            )
+        )

@@ -56,6 +56,22 @@ def _lr_shown(presets: Mapping[str, Any]) -> str:
     return f"{_per_preset('lr')(presets)}; {FINE_TUNE_LR:g} with --init and the default preset"
 
 
+def _gsd_range(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(
+            f"expected two numbers LO,HI such as 0.3,1.2, got {value!r}"
+        ) from None
+    if not 0 < lo <= hi:
+        raise click.BadParameter(f"need 0 < LO <= HI metres per pixel, got {value}")
+    return lo, hi
+
+
 @click.command(short_help="Train or fine-tune a road model on image/mask pairs.")
 @click.option(
     "--data",
@@ -190,6 +206,25 @@ def _lr_shown(presets: Mapping[str, Any]) -> str:
     help="Ground sample distance of the data in metres, for images without georeferencing.",
 )
 @click.option(
+    "--gsd-range",
+    callback=_gsd_range,
+    default=None,
+    metavar="LO,HI",
+    help="Train at ground sample distances drawn from LO..HI metres per pixel (each crop "
+    "resized from its image's GSD), so the model finds roads at every scale in the range; "
+    "it records their geometric mean as its GSD and predict reads inputs at it. "
+    "Example: 0.3,1.2.",
+)
+@click.option(
+    "--normalization",
+    type=click.Choice(["auto", "percentile"]),
+    default=None,
+    help="How pixels become model inputs, stored in the model. auto: uint8 /255, other "
+    "types a 2-98 percentile stretch per band; percentile: the stretch for every type, "
+    "which removes brightness, contrast and colour-balance differences between sensors. "
+    "Default: the --init model's, else auto.",
+)
+@click.option(
     "--road-width-m",
     cls=LibraryDefault,
     default_from="roadseg.train:TrainConfig.road_width_m",
@@ -246,6 +281,8 @@ def train(
     road_color: tuple[int, int, int] | None,
     road_value: int | None,
     gsd: float | None,
+    gsd_range: tuple[float, float] | None,
+    normalization: str | None,
     road_width_m: float,
     bands: tuple[int, ...] | None,
     val_fraction: float,
@@ -322,6 +359,8 @@ def train(
         road_value=road_value,
         road_width_m=road_width_m,
         gsd=gsd,
+        gsd_range=gsd_range,
+        normalization=normalization,
         bands=bands,
         val_fraction=val_fraction,
         patience=patience,

@@ -26,6 +26,7 @@ from roadseg.data.masks import colormap_lut, decode_mask, vector_mask
 from roadseg.data.rasters import open_raster
 from roadseg.data.types import CropSpec, Sample
 from roadseg.errors import DatasetError, RoadsegError
+from roadseg.geo import pixel_size_on_ground
 from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
 
 # The package's logger, as before roadseg.data became a package: handlers and filters
@@ -66,6 +67,7 @@ class CropReader:
     def __init__(self, spec: CropSpec) -> None:
         self.spec = spec
         self._norms: dict[Path, tuple[tuple[int, ...], Normalizer]] = {}
+        self._gsds: dict[Path, float] = {}
         self._lock = threading.Lock()
 
     def read(
@@ -97,9 +99,20 @@ class CropReader:
             small = min(src.width, src.height) < tile
             sides = []
             candidates = []
+            gsd = self._gsd(sample.image, src) if spec.gsd_range is not None else None
             for _ in range(n):
                 scale = 1.0
-                if train and spec.augment is not None and spec.augment.scale is not None:
+                if gsd is not None and spec.gsd_range is not None:
+                    # The crop shows the ground at a GSD of the range (training) or
+                    # at the model's GSD (validation).
+                    lo, hi = spec.gsd_range
+                    target = (
+                        math.exp(rng.uniform(math.log(lo), math.log(hi)))
+                        if train
+                        else (spec.val_gsd or math.sqrt(lo * hi))
+                    )
+                    scale = target / gsd
+                elif train and spec.augment is not None and spec.augment.scale is not None:
                     lo, hi = spec.augment.scale
                     scale = math.exp(rng.uniform(math.log(lo), math.log(hi)))
                 side = min(src.width, src.height, max(8, round(tile * scale)))
@@ -183,9 +196,33 @@ class CropReader:
             cached = self._norms.get(path)
         if cached is None:
             bands = select_bands(src, self.spec.bands, self.spec.model_bands, path)
-            cached = (bands, compute_normalizer(src, bands, "auto"))
+            cached = (bands, compute_normalizer(src, bands, self.spec.normalization))
             with self._lock:
                 self._norms[path] = cached
+        return cached
+
+    def _gsd(self, path: Path, src: rasterio.io.DatasetReader) -> float:
+        """The image's ground sample distance: from its georeferencing, else the
+        dataset's (``spec.gsd``).
+
+        Raises:
+            DatasetError: neither is known.
+        """
+        with self._lock:
+            cached = self._gsds.get(path)
+        if cached is None:
+            size = pixel_size_on_ground(src)
+            if size is not None:
+                cached = (size[0] + size[1]) / 2.0
+            elif self.spec.gsd is not None:
+                cached = float(self.spec.gsd)
+            else:
+                raise DatasetError(
+                    f"{path.name} has no georeferencing, so its ground sample distance is "
+                    "unknown; give --gsd M"
+                )
+            with self._lock:
+                self._gsds[path] = cached
         return cached
 
 

@@ -130,6 +130,13 @@ class CropSpec:
         augment: augmentation, or None for none.
         road_focus: share of crops chosen, from a few random candidates, for
             having the most road (thin roads are otherwise seen rarely).
+        normalization: ``auto`` or ``percentile`` (see
+            :func:`roadseg.preprocess.compute_normalizer`), as the model will
+            be fed by ``roadseg predict``.
+        gsd: ground sample distance of images without georeferencing.
+        gsd_range: with it, each training crop is read at a GSD drawn
+            log-uniformly from this range (instead of ``augment.scale``).
+        val_gsd: the GSD validation crops are read at (with ``gsd_range``).
     """
 
     tile_size: int = 224
@@ -139,3 +146,7 @@ class CropSpec:
     model_bands: int = 3
     augment: AugmentConfig | None = field(default_factory=AugmentConfig)
     road_focus: float = 0.5
+    normalization: str = "auto"
+    gsd: float | None = None
+    gsd_range: tuple[float, float] | None = None
+    val_gsd: float | None = None
