@@ -98,7 +98,14 @@ class Sample:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Random augmentation of training crops (None turns a part off).
+    """Random augmentation of training crops (0 or None turns a part off).
+
+    The photometric parts model imagery from other sensors and atmospheres:
+    colour casts, tone curves, haze, softer optics, noise, compression and
+    panchromatic bands. Each is applied to a crop with its probability (the
+    ``*_p`` fields) at a random strength up to its limit; the defaults switch
+    them all on. Colour parts that need RGB (saturation, hue, grayscale, JPEG)
+    skip crops that do not have 3 bands.
 
     Attributes:
         dihedral: random 90-degree rotations and flips (the 8 symmetries of a square).
@@ -107,6 +114,27 @@ class AugmentConfig:
         brightness: largest brightness shift, in units of the [0, 1] range.
         contrast: largest relative contrast change.
         hue: largest hue rotation, in turns (0.05 = 18 degrees).
+        channel_gain: largest relative gain change of each band on its own
+            (colour casts, white balance): gains uniform in ``1 -/+ channel_gain``.
+        channel_offset: largest offset of each band on its own, in units of
+            the [0, 1] range.
+        colour_cast_p: probability of the per-band gains and offsets.
+        saturation: largest relative saturation change (1 +/- this; RGB only).
+        saturation_p: probability of the saturation change.
+        gamma: range of the gamma applied (``image ** g``, ``g`` log-uniform).
+        gamma_p: probability of the gamma.
+        haze: largest weight ``a`` of the haze veil: ``image * (1 - a) + a * veil``
+            with a bright grey-blue ``veil``.
+        haze_p: probability of haze.
+        grayscale_p: probability of replacing RGB by its luminance in all three
+            bands (panchromatic sensors fed as ``--bands 1,1,1``).
+        blur: range of the Gaussian blur's sigma, in pixels.
+        blur_p: probability of blur.
+        noise: largest standard deviation of Gaussian sensor noise.
+        noise_p: probability of noise (half the time with a different
+            strength in each band).
+        jpeg: range of JPEG quality of a compression round trip (RGB only).
+        jpeg_p: probability of JPEG compression.
     """
 
     dihedral: bool = True
@@ -114,6 +142,22 @@ class AugmentConfig:
     brightness: float = 0.08
     contrast: float = 0.2
     hue: float = 0.04
+    channel_gain: float = 0.12
+    channel_offset: float = 0.04
+    colour_cast_p: float = 0.5
+    saturation: float = 0.35
+    saturation_p: float = 0.5
+    gamma: tuple[float, float] | None = (0.6, 1.6)
+    gamma_p: float = 0.4
+    haze: float = 0.35
+    haze_p: float = 0.25
+    grayscale_p: float = 0.1
+    blur: tuple[float, float] | None = (0.3, 1.5)
+    blur_p: float = 0.25
+    noise: float = 0.03
+    noise_p: float = 0.3
+    jpeg: tuple[int, int] | None = (30, 90)
+    jpeg_p: float = 0.25
 
 
 @dataclass(frozen=True)
