@@ -67,6 +67,8 @@ TAG_SIMPLIFY_M = "ROADSEG_SIMPLIFY_M"
 TAG_GENERATOR = "ROADSEG_GENERATOR"
 TAG_SEED = "ROADSEG_SEED"
 TAG_SIZE = "ROADSEG_SIZE"
+#: The landscape setting of a synthetic scene (absent for the default countryside).
+TAG_SETTING = "ROADSEG_SETTING"
 TAG_MASK = "ROADSEG_MASK"
 
 #: What ``ROADSEG_VALUE`` starts with in a probability raster, and in a mask.

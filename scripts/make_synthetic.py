@@ -51,6 +51,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=(500000.0, 5500000.0),
         help="map coordinates of the top-left corner (default 500000 5500000)",
     )
+    parser.add_argument(
+        "--setting",
+        default="countryside",
+        choices=["countryside", "suburbs", "city", "rural", "forest", "highway", "desert", "mix"],
+        help="kind of landscape (default countryside; mix cycles through all with the seed)",
+    )
     parser.add_argument("--name", default="scene", help="file name stem (default scene)")
     parser.add_argument(
         "--block",
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from roadseg.errors import RoadsegError
     from roadseg.synthetic import SceneSpec, road_fraction, write_scene
+    from roadseg.synthetic.settings import SETTINGS
 
     width = args.width or args.size
     height = args.height or args.size
@@ -79,7 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name if args.count == 1 else f"{args.name}_{i:03d}"
         start = time.perf_counter()
         try:
-            spec = SceneSpec(seed=seed, gsd=args.gsd, crs=args.crs, origin=tuple(args.origin))
+            setting = args.setting
+            if setting == "mix":
+                setting = list(SETTINGS)[seed % len(SETTINGS)]
+            spec = SceneSpec(
+                seed=seed, gsd=args.gsd, crs=args.crs, origin=tuple(args.origin), setting=setting
+            )
             paths = write_scene(
                 args.out_dir,
                 height,

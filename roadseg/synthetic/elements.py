@@ -33,11 +33,25 @@ class Line:
     rgb: tuple[float, float, float] = (110.0, 110.0, 110.0)
     marks: bool = False
     verge: bool = False
+    lanes: int = 0  # lane dividers (dashed) when marked and > 1
+    side: float = 0.0  # sidewalk width (px) beside the road; never road
+    side_gap: float = 0.0  # grass strip (px) between the road and its sidewalk
 
 
 def copy_line(line: Line, pts: np.ndarray) -> Line:
     """The same line (width and look) along new points."""
-    return Line(pts, line.width, line.kind, line.surface, line.rgb, line.marks, line.verge)
+    return Line(
+        pts,
+        line.width,
+        line.kind,
+        line.surface,
+        line.rgb,
+        line.marks,
+        line.verge,
+        line.lanes,
+        line.side,
+        line.side_gap,
+    )
 
 
 @dataclass
@@ -60,6 +74,11 @@ class Objects:
 
     def __len__(self) -> int:
         return len(self.box)
+
+
+def no_objects() -> Objects:
+    """An empty :class:`Objects`."""
+    return Objects({}, np.zeros((0, 4), dtype=np.int64))
 
 
 def make_objects(
@@ -154,5 +173,10 @@ class Layout:
     buildings: Objects
     trees: Objects
     islands: Objects
+    #: Flat ground patches (driveways, pools, car parks, plazas, yards, walls) painted
+    #: before the roads, and marks or sand painted over them (crosswalks, drifts):
+    #: neither changes the mask. See :mod:`roadseg.synthetic.surfaces`.
+    pads: Objects = field(default_factory=no_objects)
+    overlays: Objects = field(default_factory=no_objects)
     centerlines: list[LineString] = field(default_factory=list)
     widths: list[float] = field(default_factory=list)

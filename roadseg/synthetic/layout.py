@@ -13,9 +13,9 @@ from shapely.geometry import LineString
 from roadseg.synthetic.elements import Layout, SegTable, copy_line, make_objects
 from roadseg.synthetic.geometry import line_parts
 from roadseg.synthetic.network import NetworkBuilder
-from roadseg.synthetic.objects import place_buildings, place_cars, place_trees
-from roadseg.synthetic.settings import DEFAULT_SETTING, SETTINGS
+from roadseg.synthetic.settings import SETTINGS
 from roadseg.synthetic.spec import SceneSpec
+from roadseg.synthetic.surfaces import pad_objects
 
 
 @lru_cache(maxsize=8)
@@ -27,7 +27,7 @@ def scene_layout(height: int, width: int, spec: SceneSpec) -> Layout:
     trees and cars.
     """
     rng = np.random.default_rng([spec.seed, height, width, 0x5CE7E])
-    setting = SETTINGS[DEFAULT_SETTING]
+    setting = SETTINGS[spec.setting]
     style = setting.make_style(rng)
     net = NetworkBuilder(rng, height, width, style)
     islands = setting.build_network(net)
@@ -37,11 +37,8 @@ def scene_layout(height: int, width: int, spec: SceneSpec) -> Layout:
     for road in net.roads:
         simple = shapely.simplify(LineString(road.pts), 0.05, preserve_topology=False)
         roads.append(copy_line(road, np.asarray(simple.coords)))
-    bdata = place_buildings(rng, roads, net.rivers, net.towns, height, width)
-    tdata = place_trees(rng, roads, net.rivers, net.towns, bdata, islands, height, width)
-    cdata = place_cars(rng, roads, net.towns)
-    if cdata:
-        bdata = {k: np.concatenate([bdata[k], v]) for k, v in cdata.items()} if bdata else cdata
+    scenery = setting.place_objects(rng, net, roads, islands, style)
+    bdata, tdata = scenery.buildings, scenery.trees
     sun = np.array(style.sun)
     if bdata:
         reach = np.hypot(bdata["a"], bdata["b"]) + 2
@@ -66,12 +63,14 @@ def scene_layout(height: int, width: int, spec: SceneSpec) -> Layout:
         rivers=net.rivers,
         tracks=tracks,
         towns=net.towns,
-        road_segs=SegTable(roads, extend=2.0),
+        road_segs=SegTable(roads, extend=max([2.0] + [r.side + r.side_gap + 1 for r in roads])),
         river_segs=SegTable(net.rivers, extend=6.0),
         track_segs=SegTable(tracks, extend=1.5),
         buildings=buildings,
         trees=trees,
         islands=island_objs,
+        pads=pad_objects(scenery.pads),
+        overlays=pad_objects(scenery.overlays),
     )
     frame = shapely.box(0, 0, width, height)
     for road in roads:

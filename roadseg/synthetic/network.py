@@ -6,6 +6,7 @@ are placed against them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import shapely
@@ -58,6 +59,8 @@ class NetworkBuilder:
         self.road_area = 0.0
         self.towns: list[Town] = []
         self.town_arr = np.zeros((0, 3))  # x, y, radius of the towns
+        #: A setting's own road look (kind, width -> look); None: the countryside's.
+        self.look_hook: Callable[[int, float], dict] | None = None
 
     # -- helpers -------------------------------------------------------------------
 
@@ -196,6 +199,8 @@ class NetworkBuilder:
 
     def _road_look(self, kind: int, width: float) -> dict:
         """Surface, colour, markings and verge of a new road of ``kind``."""
+        if self.look_hook is not None:
+            return self.look_hook(kind, width)
         rng = self.rng
         season = self.style.season
         # Probabilities of gravel, asphalt, dark asphalt and concrete by kind.
@@ -348,7 +353,9 @@ class NetworkBuilder:
                     break
                 pending = left
 
-    def _grid_street(self, pts: np.ndarray, width: float, need_touch: bool) -> bool | None:
+    def _grid_street(
+        self, pts: np.ndarray, width: float, need_touch: bool, gap: float = 8.0
+    ) -> bool | None:
         """Add one straight street; False if it cannot be placed, None if it does
         not meet the network (yet) although ``need_touch``."""
         hw = width / 2
@@ -366,13 +373,13 @@ class NetworkBuilder:
             other = self._width_of(lid)
             if ang < math.radians(30):
                 return False
-            zones.append((q[0], q[1], (hw + other / 2 + 8) / max(math.sin(ang), 0.5) + 2))
+            zones.append((q[0], q[1], (hw + other / 2 + gap) / max(math.sin(ang), 0.5) + 2))
             if lid >= 0:
                 touches = True
                 joints.append((q[0], q[1], max(width, other), True))
         if need_touch and not touches:
             return None
-        if not self._clear(pts, hw, 8.0, zones):
+        if not self._clear(pts, hw, gap, zones):
             return False
         self.junctions += joints
         self.add_road(Line(pts, width, kind=STREET, **self._road_look(STREET, width)))

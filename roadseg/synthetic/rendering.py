@@ -13,6 +13,7 @@ from roadseg.synthetic.canvas import Canvas, rasterise_lines
 from roadseg.synthetic.elements import GRAVEL, Layout
 from roadseg.synthetic.landcover import background, paint_forest, paint_town_ground
 from roadseg.synthetic.noise import fbm, hash2, salt_for, value_noise, white
+from roadseg.synthetic.surfaces import paint_pads
 
 #: Pixels rendered beyond each side of a window so the blur sees real neighbours.
 _HALO = 2
@@ -76,7 +77,8 @@ def _road_paint(
     marks = np.array([r.marks for r in roads], dtype=bool)
     e, owner, arc = rasterise_lines(cv, lay.road_segs, marks)
     mask = e <= 0
-    near = e < _F32(2.0)
+    reach = max([2.0] + [r.side + r.side_gap + 1.0 for r in roads])
+    near = e < _F32(reach)
     if not near.any():
         return mask
     o = owner[near]
@@ -87,6 +89,9 @@ def _road_paint(
     rgb = np.array([r.rgb for r in roads], dtype=_F32)[o]
     dc = ee + hw
     gravel = surface == GRAVEL
+    sides = np.array([r.side for r in roads], dtype=_F32)
+    if sides.any():
+        _sidewalks(lay, img, near, ee, o, sides, n_fine)
     tex = _F32(1) + _F32(0.1) * (n_mid[near] - _F32(0.5)) + _F32(0.08) * (n_fine[near] - 0.5)
     tex += np.where(gravel, _F32(0.16), _F32(0.05)) * (grain[near] - _F32(0.5))
     # Wheel ruts on gravel, a darker worn lane band on asphalt.
@@ -101,6 +106,13 @@ def _road_paint(
         dash = (s - np.floor(s / _F32(18)) * _F32(18)) < _F32(8)
         centre = mk & dash & (dc < _F32(0.7))
         edge_line = mk & (hw >= 7) & (dc > hw - _F32(2.0)) & (dc < hw - _F32(1.1))
+        lanes = np.array([r.lanes for r in roads], dtype=_F32)[o]
+        if lanes.any():
+            lw = _F32(2) * hw / np.maximum(lanes, _F32(1))
+            f = (hw - dc) / lw
+            off = np.abs(f - np.round(f)) * lw
+            divider = mk & (lanes > 1) & dash & (off < _F32(0.6)) & (f > 0.5) & (f < lanes - 0.5)
+            centre = (centre & (lanes == 0)) | divider
         paint = (centre | edge_line)[:, None]
         col = np.where(paint, col * _F32(0.35) + _F32(0.65 * 225), col)
     alpha = np.clip(_F32(0.5) - ee, 0, 1)
@@ -111,6 +123,25 @@ def _road_paint(
     a = alpha[:, None]
     img[near] = px * (1 - a) + col * a
     return mask
+
+
+def _sidewalks(
+    lay: Layout,
+    img: np.ndarray,
+    near: np.ndarray,
+    ee: np.ndarray,
+    o: np.ndarray,
+    sides: np.ndarray,
+    n_fine: np.ndarray,
+) -> None:
+    """Light concrete sidewalks beside roads that have them (never road)."""
+    gap = np.array([r.side_gap for r in lay.roads], dtype=_F32)[o]
+    sw = sides[o]
+    inner = np.minimum(ee - gap, gap + sw - ee)
+    a = (np.clip(inner + _F32(0.5), 0, 1) * (sw > 0))[:, None]
+    tone = _F32(188) * (_F32(0.93) + _F32(0.1) * n_fine[near])
+    col = np.stack([tone, tone * _F32(0.99), tone * _F32(0.95)], axis=-1)
+    img[near] = img[near] * (1 - a) + col * a
 
 
 def _islands(cv: Canvas, lay: Layout, img: np.ndarray, n_fine: np.ndarray) -> None:
@@ -264,7 +295,11 @@ def render(
     paint_town_ground(cv, lay, img, n_mid, n_fine)
     _water(cv, lay, img, n_mid, n_fine)
     _track_paint(cv, lay, img, n_mid, grain)
+    if len(lay.pads):
+        paint_pads(cv, lay.pads, img, n_mid, n_fine)
     mask = _road_paint(cv, lay, img, n_mid, n_fine, grain)
+    if len(lay.overlays):
+        paint_pads(cv, lay.overlays, img, n_mid, n_fine)
     _islands(cv, lay, img, n_fine)
     _objects_paint(cv, lay, img, n_fine)
     image = _finish(cv, lay, img, n_big)

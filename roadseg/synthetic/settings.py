@@ -16,8 +16,29 @@ from dataclasses import dataclass
 import numpy as np
 
 from roadseg.synthetic.elements import Line
+from roadseg.synthetic.landscapes import (
+    desert_network,
+    desert_objects,
+    desert_style,
+    forest_network,
+    forest_objects,
+    forest_style,
+    highway_network,
+    highway_style,
+    rural_network,
+    rural_style,
+)
 from roadseg.synthetic.network import NetworkBuilder, place_tracks
 from roadseg.synthetic.palettes import Style, make_style
+from roadseg.synthetic.scenery import Islands, Scenery, countryside_objects
+from roadseg.synthetic.urban import (
+    city_network,
+    city_objects,
+    city_style,
+    suburbs_network,
+    suburbs_objects,
+    suburbs_style,
+)
 
 
 @dataclass(frozen=True)
@@ -30,12 +51,17 @@ class Setting:
         build_network: runs the network stages on a fresh builder and returns the
             roundabout islands (x, y, radius).
         place_tracks: draws the dirt tracks (never roads) once the network is built.
+        place_objects: places buildings, cars, tree crowns and pads along the built
+            (and simplified) roads.
     """
 
     name: str
     make_style: Callable[[np.random.Generator], Style]
     build_network: Callable[[NetworkBuilder], list[tuple[float, float, float]]]
     place_tracks: Callable[[np.random.Generator, NetworkBuilder, Style], list[Line]]
+    place_objects: Callable[
+        [np.random.Generator, NetworkBuilder, list[Line], Islands, Style], Scenery
+    ] = countryside_objects
 
 
 def countryside_network(net: NetworkBuilder) -> list[tuple[float, float, float]]:
@@ -49,11 +75,36 @@ def countryside_network(net: NetworkBuilder) -> list[tuple[float, float, float]]
     return net.roundabout_stage()
 
 
+def no_tracks(rng: np.random.Generator, net: NetworkBuilder, style: Style) -> list[Line]:
+    """No dirt tracks (built-up settings)."""
+    return []
+
+
 #: Fields, meadows and forests with rivers, small towns and their street grids.
 COUNTRYSIDE = Setting("countryside", make_style, countryside_network, place_tracks)
 
+#: North-American suburbs: streets with sidewalks, houses, driveways, lawns, pools.
+SUBURBS = Setting("suburbs", suburbs_style, suburbs_network, no_tracks, suburbs_objects)
+
+#: Dense city blocks: wide marked roads, tall buildings, car parks, plazas.
+CITY = Setting("city", city_style, city_network, no_tracks, city_objects)
+
+#: Dirt, gravel and narrow paved roads on bare soil with little contrast; villages.
+RURAL = Setting("rural", rural_style, rural_network, place_tracks)
+
+#: Roads through forest, under partial canopy.
+FOREST = Setting("forest", forest_style, forest_network, place_tracks, forest_objects)
+
+#: Divided multi-lane highways with interchanges across a landscape.
+HIGHWAY = Setting("highway", highway_style, highway_network, place_tracks)
+
+#: Desert towns: sand, flat light roofs, walled compounds, drifts on the roads.
+DESERT = Setting("desert", desert_style, desert_network, place_tracks, desert_objects)
+
 #: Every setting by name.
-SETTINGS: dict[str, Setting] = {s.name: s for s in (COUNTRYSIDE,)}
+SETTINGS: dict[str, Setting] = {
+    s.name: s for s in (COUNTRYSIDE, SUBURBS, CITY, RURAL, FOREST, HIGHWAY, DESERT)
+}
 
 #: The setting of every scene until a SceneSpec chooses one.
 DEFAULT_SETTING = COUNTRYSIDE.name

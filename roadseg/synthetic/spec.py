@@ -24,12 +24,16 @@ class SceneSpec:
         gsd: ground sample distance, metres per pixel (georeferencing only).
         crs: projected CRS of the written GeoTIFFs (anything rasterio accepts).
         origin: map x, y of the top-left corner of the top-left pixel.
+        setting: the kind of landscape, a key of
+            :data:`roadseg.synthetic.settings.SETTINGS` (countryside, suburbs, city,
+            rural, forest, highway, desert).
     """
 
     seed: int = 0
     gsd: float = 0.5
     crs: str = "EPSG:32633"
     origin: tuple[float, float] = (500000.0, 5500000.0)
+    setting: str = "countryside"
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
@@ -43,6 +47,10 @@ class SceneSpec:
         origin = tuple(float(v) for v in self.origin)
         if len(origin) != 2 or not all(math.isfinite(v) for v in origin):
             raise ValueError(f"origin must be two finite map coordinates, got {self.origin!r}")
+        from roadseg.synthetic.settings import SETTINGS
+
+        if self.setting not in SETTINGS:
+            raise ValueError(f"setting must be one of {', '.join(SETTINGS)}, got {self.setting!r}")
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "gsd", float(self.gsd))
         object.__setattr__(self, "origin", origin)

@@ -167,6 +167,8 @@ def _profile(
         enc.TAG_SEED: str(spec.seed),
         enc.TAG_SIZE: f"{height}x{width}",
     }
+    if spec.setting != "countryside":
+        tags[enc.TAG_SETTING] = spec.setting
     if workers > 1:
         common["num_threads"] = workers  # GDAL compresses tiles in parallel too
     return common, tags
