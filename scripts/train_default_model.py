@@ -24,7 +24,7 @@ reads inputs at 0.6 m), a 2-98 percentile stretch per band for every dtype
 fixed seed. The run folder keeps checkpoints: ``--resume`` continues it.
 
 Usage:
-    python scripts/train_default_model.py [--epochs 24] [--steps 125] [--out M.keras]
+    python scripts/train_default_model.py [--epochs 24] [--steps 150] [--out M.keras]
     python scripts/train_default_model.py --resume
 """
 
@@ -80,10 +80,10 @@ def write_georeferenced(
         dst.write(np.moveaxis(arr, -1, 0))
 
 
-def prepare_dubai(data: Path) -> int:
+def prepare_dubai(data: Path, dubai: Path = DUBAI) -> int:
     """Tiles 1-7 into ``data/train``, Tile 8 into ``data/val``; returns the count."""
     count = 0
-    for tile in sorted(p for p in DUBAI.iterdir() if p.is_dir()):
+    for tile in sorted(p for p in dubai.iterdir() if p.is_dir()):
         split = "val" if tile.name in DUBAI_VAL_TILES else "train"
         for k, img_path in enumerate(sorted((tile / "images").glob("*.jpg"))):
             if (tile.name, img_path.stem) in DUBAI_DROP:
@@ -132,11 +132,12 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "default_model")
     parser.add_argument("--filters", default="16,32,64,128")
     parser.add_argument("--epochs", type=int, default=24)
-    parser.add_argument("--steps", type=int, default=125, help="batches per epoch")
+    parser.add_argument("--steps", type=int, default=150, help="batches per epoch")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--gsd-range", default="0.3,1.2")
     parser.add_argument("--normalization", default="percentile")
+    parser.add_argument("--dubai", type=Path, default=DUBAI, help="the Dubai set's folder")
     parser.add_argument("--no-dubai", action="store_true", help="synthetic scenes only")
     parser.add_argument("--no-augment", action="store_true", help="ablation: no augmentation")
     parser.add_argument("--seed", type=int, default=0)
@@ -150,7 +151,7 @@ def main() -> int:
         (data / split).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     n_synth = prepare_synthetic(data)
-    n_dubai = prepare_dubai(data) if DUBAI.is_dir() and not args.no_dubai else 0
+    n_dubai = prepare_dubai(data, args.dubai) if args.dubai.is_dir() and not args.no_dubai else 0
     print(
         f"data: {n_synth} synthetic scenes + {n_dubai} Dubai images ({time.time() - t0:.0f} s)",
         flush=True,

@@ -32,6 +32,7 @@ one scene), ``canvas`` and ``landcover`` and ``rendering`` (one window), ``gener
 """
 
 from roadseg.synthetic.generate import generate_scene, render_window, road_fraction
+from roadseg.synthetic.settings import DEFAULT_SETTING, SETTINGS
 from roadseg.synthetic.spec import MAX_SIZE, Scene, ScenePaths, SceneSpec
 from roadseg.synthetic.writing import scene_transform, write_scene
 
@@ -45,4 +46,6 @@ __all__ = [
     "scene_transform",
     "road_fraction",
     "MAX_SIZE",
+    "SETTINGS",
+    "DEFAULT_SETTING",
 ]
