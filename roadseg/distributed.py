@@ -46,7 +46,52 @@ from typing import Any, Literal
 from roadseg import __version__
 from roadseg import encoding as enc
 from roadseg.batch import Job
+from roadseg.dask_setup import (
+    INSTALL_HINT,
+    THREAD_ENV,
+    WORKERS_OR_SCHEDULER,
+    MissingDependencyError,
+    available_cores,
+    check_workers_or_scheduler,
+    configure_threads,
+    dask_client,
+    import_distributed,
+    one_line,
+    thread_env,
+    threads_per_process,
+)
 from roadseg.errors import ModelError, OutputError, RoadsegError
+
+__all__ = [
+    "DEFAULT_RETRIES",
+    "INSTALL_HINT",
+    "MODEL_CACHE_SIZE",
+    "THREAD_ENV",
+    "WORKERS_OR_SCHEDULER",
+    "BatchResult",
+    "JobResult",
+    "MissingDependencyError",
+    "ModelRef",
+    "Status",
+    "Task",
+    "assemble_job",
+    "available_cores",
+    "cached_model",
+    "check_workers_or_scheduler",
+    "configure_threads",
+    "dask_client",
+    "expected_tags",
+    "import_distributed",
+    "is_done",
+    "predict_job",
+    "predict_region_job",
+    "remove_stale_temporaries",
+    "run_jobs",
+    "split_regions",
+    "start_split_job",
+    "thread_env",
+    "threads_per_process",
+]
 
 log = logging.getLogger(__name__)
 
@@ -54,36 +99,7 @@ log = logging.getLogger(__name__)
 #: is rescheduled by Dask itself, up to ``distributed.scheduler.allowed-failures``).
 DEFAULT_RETRIES = 2
 
-INSTALL_HINT = 'pip install "roadseg[dask]"'
-
-#: Environment variables that size the thread pools of the numeric libraries
-#: (and GDAL's decompression threads, which roadseg otherwise sets to all cores).
-THREAD_ENV = (
-    "OMP_NUM_THREADS",
-    "MKL_NUM_THREADS",
-    "OPENBLAS_NUM_THREADS",
-    "TF_NUM_INTRAOP_THREADS",
-    "GDAL_NUM_THREADS",
-)
-
 Status = Literal["predicted", "skipped", "failed"]
-
-#: Why a run given both a number of workers and a scheduler address is refused.
-WORKERS_OR_SCHEDULER = "give either a number of workers or a scheduler address, not both"
-
-
-def check_workers_or_scheduler(workers: int | None, scheduler: str | None) -> None:
-    """Refuse a run given both local ``workers`` and a ``scheduler`` address.
-
-    Raises:
-        RoadsegError: both were given.
-    """
-    if workers is not None and scheduler is not None:
-        raise RoadsegError(WORKERS_OR_SCHEDULER)
-
-
-class MissingDependencyError(RoadsegError, ImportError):
-    """An optional dependency (Dask) is not installed."""
 
 
 @dataclass(frozen=True)
@@ -258,7 +274,6 @@ MODEL_CACHE_SIZE = 2
 
 _MODELS: dict[tuple[str, str], Any] = {}
 _MODELS_LOCK = threading.Lock()
-_THREADS_SET: list[int] = []
 
 
 class _NoRetracingWarning(logging.Filter):
@@ -276,26 +291,6 @@ def _quiet_retracing() -> None:
     logger = logging.getLogger("tensorflow")
     if not any(isinstance(f, _NoRetracingWarning) for f in logger.filters):
         logger.addFilter(_NoRetracingWarning())
-
-
-def configure_threads(threads: int | None) -> None:
-    """Limit this process's numeric thread pools to ``threads`` (None: leave them).
-
-    Environment variables cover libraries not loaded yet; TensorFlow's pools
-    are set directly, which works until TensorFlow runs its first operation
-    in this process (later calls change nothing).
-    """
-    if threads is None or _THREADS_SET:
-        return
-    _THREADS_SET.append(threads)
-    for name in THREAD_ENV:
-        os.environ[name] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
-    import tensorflow as tf
-
-    with contextlib.suppress(RuntimeError):  # TensorFlow already initialised
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
 def cached_model(ref: ModelRef) -> Any:
@@ -380,15 +375,10 @@ def predict_job(
         run = _job_options(job, options)
         result = predict_at_model_gsd(job.input, job.output, model, run, resample=resample)
     except RoadsegError as exc:
-        return JobResult(job, "failed", error=_one_line(exc), worker=_worker_name())
+        return JobResult(job, "failed", error=one_line(exc), worker=_worker_name())
     return JobResult(
         job, "predicted", tiles=result.tiles, seconds=result.seconds, worker=_worker_name()
     )
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _job_options(job: Job, options: Any) -> Any:
@@ -414,7 +404,7 @@ def start_split_job(job: Job, ref: ModelRef, options: Any, threads: int | None) 
         model = cached_model(ref)
         return start_split(job.input, job.output, model, _job_options(job, options))
     except RoadsegError as exc:
-        return _one_line(exc)
+        return one_line(exc)
 
 
 def predict_region_job(
@@ -436,7 +426,7 @@ def predict_region_job(
         model = cached_model(ref)
         return predict_region(job.input, job.output, model, prepared, region)
     except RoadsegError as exc:
-        return RegionResult(region, error=_one_line(exc))
+        return RegionResult(region, error=one_line(exc))
 
 
 def assemble_job(
@@ -464,7 +454,7 @@ def assemble_job(
     try:
         result = assemble(job.input, job.output, cached_model(ref), prepared)
     except RoadsegError as exc:
-        return JobResult(job, "failed", tiles=tiles, error=_one_line(exc), worker=_worker_name())
+        return JobResult(job, "failed", tiles=tiles, error=one_line(exc), worker=_worker_name())
     tiles += result.tiles
     status = "predicted" if tiles or not all(r.skipped for r in regions) else "skipped"
     return JobResult(
@@ -515,79 +505,6 @@ def split_regions(
 
 #: The function run per job: ``(job, model, options, expected, threads) -> JobResult``.
 Task = Callable[..., JobResult]
-
-
-def import_distributed() -> Any:
-    """The ``distributed`` module.
-
-    Raises:
-        MissingDependencyError: Dask is not installed.
-    """
-    try:
-        import distributed
-    except ImportError:
-        raise MissingDependencyError(
-            f"running on Dask needs dask and distributed; install them with {INSTALL_HINT}"
-        ) from None
-    return distributed
-
-
-def available_cores() -> int:
-    """CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def threads_per_process(workers: int) -> int:
-    """TensorFlow threads for each of ``workers`` processes sharing this machine."""
-    return max(1, available_cores() // workers)
-
-
-def thread_env(threads: int) -> dict[str, str]:
-    """Environment that limits one worker process to ``threads`` threads."""
-    env = {name: str(threads) for name in THREAD_ENV}
-    env["TF_NUM_INTEROP_THREADS"] = "1"
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
-    return env
-
-
-@contextlib.contextmanager
-def dask_client(
-    *, workers: int | None = None, scheduler: str | None = None, threads: int | None = None
-) -> Iterator[Any]:
-    """A Dask client on a new LocalCluster (``workers``) or a running scheduler.
-
-    Raises:
-        MissingDependencyError: Dask is not installed.
-        RoadsegError: the scheduler cannot be reached, or ``workers`` < 1.
-    """
-    distributed = import_distributed()
-    if scheduler is not None:
-        try:
-            client = distributed.Client(scheduler, timeout="30s")
-        except (OSError, TimeoutError) as exc:
-            raise RoadsegError(
-                f"cannot reach the Dask scheduler at {scheduler} ({_one_line(exc)}); "
-                "check the address (tcp://host:8786) and that 'dask scheduler' is running"
-            ) from None
-        with client:
-            yield client
-        return
-    if workers is None or workers < 1:
-        raise RoadsegError(f"the number of workers must be at least 1, got {workers}")
-    threads = threads or threads_per_process(workers)
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        processes=True,
-        threads_per_worker=1,
-        env=thread_env(threads),
-        dashboard_address=":0",
-        silence_logs=logging.ERROR,
-    )
-    with cluster, distributed.Client(cluster) as client:
-        yield client
 
 
 def run_jobs(
@@ -756,9 +673,9 @@ def _run_here(jobs: Sequence[Job], todo: list[int], run: _Run) -> Iterator[_Even
                 raise
             except Exception as exc:
                 if attempt == run.retries:
-                    result = JobResult(jobs[i], "failed", error=_one_line(exc))
+                    result = JobResult(jobs[i], "failed", error=one_line(exc))
                 else:
-                    log.warning("%s failed (%s); retrying", jobs[i].input, _one_line(exc))
+                    log.warning("%s failed (%s); retrying", jobs[i].input, one_line(exc))
         yield i, result, 1
 
 
@@ -834,4 +751,4 @@ def _failure(exc: BaseException) -> str:
     """A one-line reason for a task that failed on Dask."""
     if type(exc).__name__ == "KilledWorker":
         return "the worker running it died several times (out of memory?)"
-    return _one_line(exc)
+    return one_line(exc)
