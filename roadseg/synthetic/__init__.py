@@ -26,8 +26,12 @@ Modules, in the order a scene flows through them: ``spec`` (public value types),
 ``noise`` (hash-based noise), ``palettes`` (colours and the scene's style),
 ``geometry`` (polyline primitives, the segment index), ``elements`` (what a layout is
 made of), ``network`` (roads, rivers, tracks), ``objects`` (buildings, cars, trees),
-``settings`` (the registry of landscape settings), ``layout`` (the cached layout of
-one scene), ``canvas`` and ``landcover`` and ``rendering`` (one window), ``generate``
+``settings`` (the registry of landscape settings: countryside, suburbs, city, rural,
+forest, highway, desert; ``SceneSpec.setting`` picks one) with what they share,
+``streets`` (street grids, curved streets, highways), ``scenery`` (what a setting
+places), ``surfaces`` (pads: driveways, pools, car parks, crosswalks), ``urban``
+(suburbs, city) and ``landscapes`` (rural, forest, highway, desert), ``layout`` (the
+cached layout of one scene), ``canvas`` and ``landcover`` and ``rendering`` (one window), ``generate``
 (scenes in memory) and ``writing`` (GeoTIFF and GeoJSON files).
 """
 
