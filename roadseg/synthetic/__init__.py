@@ -31,8 +31,8 @@ forest, highway, desert; ``SceneSpec.setting`` picks one) with what they share,
 ``streets`` (street grids, curved streets, highways), ``scenery`` (what a setting
 places), ``surfaces`` (pads: driveways, pools, car parks, crosswalks), ``urban``
 (suburbs, city) and ``landscapes`` (rural, forest, highway, desert), ``layout`` (the
-cached layout of one scene), ``canvas`` and ``landcover`` and ``rendering`` (one window), ``generate``
-(scenes in memory) and ``writing`` (GeoTIFF and GeoJSON files).
+cached layout of one scene), ``canvas`` and ``landcover`` and ``rendering`` (one
+window), ``generate`` (scenes in memory) and ``writing`` (GeoTIFF and GeoJSON files).
 """
 
 from roadseg.synthetic.generate import generate_scene, render_window, road_fraction
