@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from roadseg.synthetic.settings import SETTINGS
+
 
 def positive_int(text: str) -> int:
     value = int(text)
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--setting",
         default="countryside",
-        choices=["countryside", "suburbs", "city", "rural", "forest", "highway", "desert", "mix"],
+        choices=[*SETTINGS, "mix"],
         help="kind of landscape (default countryside; mix cycles through all with the seed)",
     )
     parser.add_argument("--name", default="scene", help="file name stem (default scene)")
@@ -76,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from roadseg.errors import RoadsegError
     from roadseg.synthetic import SceneSpec, road_fraction, write_scene
-    from roadseg.synthetic.settings import SETTINGS
 
     width = args.width or args.size
     height = args.height or args.size
