@@ -64,6 +64,9 @@ from roadseg.data import (
     make_tf_dataset,
     scan_dataset,
 )
+from roadseg.data.road_crops import RoadCropReader
+from roadseg.data.road_data import RoadDataset, scan_road_dataset
+from roadseg.data.roads import WidthRule, load_width_table
 from roadseg.errors import ModelError, OutputError, RoadsegError
 from roadseg.metrics import DEFAULT_THRESHOLD
 from roadseg.model import (
@@ -266,10 +269,10 @@ def train(
     """
     started = time.perf_counter()
     config, saved = _resolve_config(config, resume)
-    report, plan, init = _scan_and_plan(config, saved)
+    report, plan, init, roads = _scan_and_plan(config, saved)
     run_dir = config.run_folder
     model, state, initial_epoch = _start_model(config, plan, init, saved, run_dir)
-    run = _Run(config, plan, report, run_dir, state, initial_epoch)
+    run = _Run(config, plan, report, run_dir, state, initial_epoch, roads)
     crops = _CropStreams(run)
     _fit(run, model, crops, progress=progress, on_start=on_start, on_epoch=on_epoch)
     final = _final_model(run)
@@ -290,6 +293,7 @@ class _Run:
     run_dir: Path
     state: dict[str, Any]
     initial_epoch: int
+    roads: RoadDataset | None = None
 
 
 def _resolve_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dict[str, Any] | None]:
@@ -330,9 +334,10 @@ def _resolve_config(config: TrainConfig, resume: bool) -> tuple[TrainConfig, dic
 
 def _scan_and_plan(
     config: TrainConfig, saved: Mapping[str, Any] | None
-) -> tuple[DatasetReport, TrainPlan, LoadedModel | None]:
+) -> tuple[DatasetReport, TrainPlan, LoadedModel | None, RoadDataset | None]:
     """Scan the data and resolve the plan (the saved one when resuming); the
-    ``init`` model when fine-tuning.
+    ``init`` model when fine-tuning; the road dataset when ``config.roads`` labels
+    the rasters.
 
     Raises:
         DatasetError, ModelError: see :func:`train`.
@@ -348,20 +353,56 @@ def _scan_and_plan(
         init = load_model(init_path) if init_path is not None else None
         model_bands = len(config.bands) if config.bands else (init.info.bands if init else 3)
         tile_size = config.tile_size or (init.info.tile_size if init else DEFAULT_TILE)
-    report = scan_dataset(
-        config.data,
-        rule=rule,
-        bands=config.bands,
-        model_bands=model_bands,
-        gsd=config.gsd,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-        tile_size=tile_size,
-    )
+    roads = None
+    if config.roads is not None:
+        roads = scan_roads(config, config.roads, tile_size=tile_size, model_bands=model_bands)
+        report = roads.report
+    else:
+        report = scan_dataset(
+            config.data,
+            rule=rule,
+            bands=config.bands,
+            model_bands=model_bands,
+            gsd=config.gsd,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            tile_size=tile_size,
+        )
     report.raise_for_errors()
     if saved_plan is not None:
-        return report, saved_plan, init
-    return report, make_plan(config, report, init, training_policy(config.precision)), init
+        return report, saved_plan, init, roads
+    plan = make_plan(config, report, init, training_policy(config.precision))
+    return report, plan, init, roads
+
+
+def scan_roads(
+    config: TrainConfig, roads: Path, *, tile_size: int, model_bands: int
+) -> RoadDataset:
+    """The rasters of ``config.data`` with the road layer ``roads`` placed on them (see
+    :func:`roadseg.data.road_data.scan_road_dataset`).
+
+    Raises:
+        DatasetError: no rasters, an unreadable layer or width table.
+    """
+    rule = WidthRule(
+        width_m=config.roads_width_m,
+        field=config.width_field,
+        table=load_width_table(config.width_table),
+        fallback_m=config.road_width_m,
+    )
+    return scan_road_dataset(
+        config.data,
+        roads,
+        layer=config.layer,
+        rule=rule,
+        aoi=config.aoi,
+        tile_size=tile_size,
+        block_m=config.val_block_m,
+        val_fraction=config.val_fraction,
+        seed=config.seed,
+        bands=config.bands,
+        model_bands=model_bands,
+    )
 
 
 def _start_model(
@@ -471,10 +512,15 @@ class _CropStreams:
             gsd_range=plan.gsd_range,
             val_gsd=plan.model_gsd,
         )
-        self.reader = CropReader(self.spec)
+        self.reader = self.make_reader(self.spec, run.roads)
         self.n_val = plan.val_steps * plan.batch_size
         self._run = run
         self._passes = iter(range(1 << 30))
+
+    @staticmethod
+    def make_reader(spec: CropSpec, roads: RoadDataset | None) -> CropReader:
+        """The crop reader of the run's data: pairs, or rasters with a road layer."""
+        return CropReader(spec) if roads is None else RoadCropReader(spec, roads)
 
     def train(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Training crops: one pass over the training pairs, in a seeded order."""
@@ -615,7 +661,7 @@ def _final_metrics(run: _Run, final: Any, crops: _CropStreams) -> dict[str, Any]
 
     plan = run.plan
     infer = make_infer_fn(final, plan.tile, plan.bands)
-    val_reader = CropReader(dataclasses.replace(crops.spec, augment=None))
+    val_reader = crops.make_reader(dataclasses.replace(crops.spec, augment=None), run.roads)
     try:
         metrics = validation_metrics(infer, crops.val(val_reader), plan.batch_size)
     except Exception as exc:  # noqa: BLE001 - a finished training must still become a model

@@ -138,6 +138,16 @@ class TrainConfig:
         patience: early-stopping patience in epochs (0: off).
         augment: whether to augment.
         overwrite: replace an existing output model and run folder.
+        roads: a road layer (GeoJSON or GeoPackage) labelling the rasters of
+            ``data`` (a raster, folder, glob, VRT or ``@list.txt``); see
+            :func:`roadseg.data.road_data.scan_road_dataset`.
+        layer: the road layer's layer, when the file has several.
+        roads_width_m: one width for every road line (else ``width_field``,
+            the ``highway`` table, or ``road_width_m``).
+        width_field: attribute holding each line's width in metres.
+        width_table: JSON or CSV file overriding the ``highway`` width table.
+        aoi: polygons limiting where the road layer is trusted.
+        val_block_m: side of the spatial validation blocks, in metres.
     """
 
     data: Path
@@ -165,6 +175,13 @@ class TrainConfig:
     patience: int | None = None
     augment: bool | None = None
     overwrite: bool = False
+    roads: Path | None = None
+    layer: str | None = None
+    roads_width_m: float | None = None
+    width_field: str | None = None
+    width_table: Path | None = None
+    aoi: Path | None = None
+    val_block_m: float = 256.0
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -199,6 +216,10 @@ class TrainConfig:
                 f"got {self.normalization!r}"
             )
         LabelRule(self.road_color, self.road_value, self.road_width_m)  # validates
+        if self.roads_width_m is not None and not self.roads_width_m > 0:
+            raise ValueError(f"road width must be positive, got {self.roads_width_m} m")
+        if not self.val_block_m > 0:
+            raise ValueError(f"the validation block must be positive, got {self.val_block_m} m")
 
     @property
     def run_folder(self) -> Path:
@@ -225,7 +246,7 @@ class TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys are ignored)."""
         known = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in known}
-        for key in ("data", "output", "run_dir"):
+        for key in ("data", "output", "run_dir", "roads", "width_table", "aoi"):
             if kwargs.get(key) is not None:
                 kwargs[key] = Path(kwargs[key])
         for key in ("filters", "road_color", "bands"):

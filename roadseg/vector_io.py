@@ -44,6 +44,7 @@ __all__ = [
     "write_lines",
     "write_gpkg",
     "write_geojson",
+    "read_features",
     "read_lines",
     "reproject_lines",
 ]
@@ -76,6 +77,34 @@ class VectorLines:
     lines: tuple[LineString, ...]
     crs: Any
     layer: str
+
+
+@dataclass(frozen=True)
+class VectorFeatures:
+    """Every feature of one layer: geometries (any type, None when empty) and their
+    attributes, in the file's CRS (None: unknown).
+
+    Attributes:
+        geoms: one geometry (or None) per feature.
+        properties: one attribute dict per feature.
+        crs: the layer's CRS, or None when the file names none.
+        layer: the layer's name.
+        layers: every feature layer of the file.
+    """
+
+    geoms: tuple[BaseGeometry | None, ...]
+    properties: tuple[dict[str, Any], ...]
+    crs: Any
+    layer: str
+    layers: tuple[str, ...]
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The attribute names found, in order of appearance."""
+        seen: dict[str, None] = {}
+        for props in self.properties:
+            seen.update(dict.fromkeys(props))
+        return tuple(seen)
 
 
 def output_format(path: str | os.PathLike[str]) -> VectorFormat:
@@ -440,6 +469,36 @@ def _json_value(value: Any) -> Any:
 # --------------------------------------------------------------------------------------
 
 
+def read_features(
+    path: str | os.PathLike[str], layer: str | None = None, *, one_layer: bool = False
+) -> VectorFeatures:
+    """Read every feature of a GeoJSON or GeoPackage layer, with its attributes.
+
+    GeoJSON without a ``crs`` member is WGS84 longitude/latitude (RFC 7946); the
+    old ``crs`` member is honoured. A GeoPackage's layer is ``layer``, else its
+    only (or, unless ``one_layer``, its first) feature table.
+
+    Raises:
+        VectorError: missing file, unknown format, unreadable content, unknown
+            layer, or several layers with ``one_layer`` and no ``layer``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise VectorError(f"{path} does not exist; check the path")
+    if path.is_dir():
+        raise VectorError(f"{path} is a folder, not a vector file")
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"SQLite format 3"):
+        return _read_gpkg(path, layer, one_layer)
+    if path.suffix.lower() in (".geojson", ".json") or head.lstrip()[:1] == b"{":
+        return _read_geojson(path)
+    raise VectorError(
+        f"{path.name} is neither GeoJSON nor GeoPackage; convert it with "
+        f"ogr2ogr -f GPKG {path.with_suffix('.gpkg').name} {path.name}"
+    )
+
+
 def read_lines(path: str | os.PathLike[str], layer: str | None = None) -> VectorLines:
     """Read the LineStrings of a GeoJSON or GeoPackage file (MultiLineStrings are split).
 
@@ -452,21 +511,8 @@ def read_lines(path: str | os.PathLike[str], layer: str | None = None) -> Vector
             layer, or no line geometries at all.
     """
     path = Path(path)
-    if not path.exists():
-        raise VectorError(f"{path} does not exist; check the path")
-    if path.is_dir():
-        raise VectorError(f"{path} is a folder, not a vector file")
-    with open(path, "rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"SQLite format 3"):
-        geoms, crs, name = _read_gpkg(path, layer)
-    elif path.suffix.lower() in (".geojson", ".json") or head.lstrip()[:1] == b"{":
-        geoms, crs, name = _read_geojson(path)
-    else:
-        raise VectorError(
-            f"{path.name} is neither GeoJSON nor GeoPackage; convert it with "
-            f"ogr2ogr -f GPKG out.gpkg {path.name}"
-        )
+    features = read_features(path, layer)
+    geoms, crs, name = features.geoms, features.crs, features.layer
     lines: list[LineString] = []
     for geom in geoms:
         if geom is None or geom.is_empty:
@@ -489,7 +535,7 @@ def read_lines(path: str | os.PathLike[str], layer: str | None = None) -> Vector
     return VectorLines(tuple(lines), crs, name)
 
 
-def _read_geojson(path: Path) -> tuple[list[BaseGeometry | None], Any, str]:
+def _read_geojson(path: Path) -> VectorFeatures:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -497,11 +543,13 @@ def _read_geojson(path: Path) -> tuple[list[BaseGeometry | None], Any, str]:
     if not isinstance(doc, dict) or "type" not in doc:
         raise VectorError(f"{path.name} is JSON but not GeoJSON (no 'type')")
     if doc["type"] == "FeatureCollection":
-        items = [f.get("geometry") for f in doc.get("features", []) if isinstance(f, dict)]
+        feats = [f for f in doc.get("features", []) if isinstance(f, dict)]
     elif doc["type"] == "Feature":
-        items = [doc.get("geometry")]
+        feats = [doc]
     else:
-        items = [doc]
+        feats = [{"geometry": doc}]
+    items = [f.get("geometry") for f in feats]
+    props = tuple(dict(f.get("properties") or {}) for f in feats)
     try:
         geoms = [shape(g) if g else None for g in items]
     except Exception as exc:
@@ -514,10 +562,11 @@ def _read_geojson(path: Path) -> tuple[list[BaseGeometry | None], Any, str]:
             crs = _crs_obj(name)
         except Exception:
             raise VectorError(f"{path.name} names an unknown CRS: {name}") from None
-    return geoms, crs, str(doc.get("name") or path.stem)
+    name = str(doc.get("name") or path.stem)
+    return VectorFeatures(tuple(geoms), props, crs, name, (name,))
 
 
-def _read_gpkg(path: Path, layer: str | None) -> tuple[list[BaseGeometry | None], Any, str]:
+def _read_gpkg(path: Path, layer: str | None, one_layer: bool = False) -> VectorFeatures:
     try:
         con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -539,9 +588,16 @@ def _read_gpkg(path: Path, layer: str | None) -> tuple[list[BaseGeometry | None]
                 names = ", ".join(t[0] for t in tables)
                 raise VectorError(f"{path.name} has no layer {layer!r}; it has: {names}")
             table, column, srs_id = chosen[0]
+        elif one_layer and len(tables) > 1:
+            names = ", ".join(t[0] for t in tables)
+            raise VectorError(
+                f"{path.name} has {len(tables)} layers ({names}); choose one with --layer NAME"
+            )
         else:
             table, column, srs_id = tables[0]
-        rows = con.execute(f"SELECT {_quote(column)} FROM {_quote(table)}").fetchall()
+        cursor = con.execute(f"SELECT * FROM {_quote(table)}")
+        columns = [d[0] for d in cursor.description]
+        rows = cursor.fetchall()
         srs = con.execute(
             "SELECT organization, organization_coordsys_id, definition "
             "FROM gpkg_spatial_ref_sys WHERE srs_id = ?",
@@ -549,7 +605,13 @@ def _read_gpkg(path: Path, layer: str | None) -> tuple[list[BaseGeometry | None]
         ).fetchone()
     finally:
         con.close()
-    geoms = [_parse_gpkg_blob(r[0]) for r in rows]
+    geom_at = columns.index(column)
+    pk = {"fid", "ogc_fid"}
+    geoms = [_parse_gpkg_blob(r[geom_at]) for r in rows]
+    props = tuple(
+        {n: v for n, v in zip(columns, r, strict=True) if n != column and n.lower() not in pk}
+        for r in rows
+    )
     crs = None
     if srs is not None and srs_id not in (-1, 0):
         org, code, definition = srs
@@ -560,4 +622,4 @@ def _read_gpkg(path: Path, layer: str | None) -> tuple[list[BaseGeometry | None]
                 crs = _crs_obj(definition)
         except Exception:
             raise VectorError(f"{path.name} has an unreadable CRS definition") from None
-    return geoms, crs, str(table)
+    return VectorFeatures(tuple(geoms), props, crs, str(table), tuple(t[0] for t in tables))

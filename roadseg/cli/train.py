@@ -24,7 +24,7 @@ from roadseg.precision import PRECISIONS
 
 if TYPE_CHECKING:  # pragma: no cover
     from roadseg.data import LabelRule
-    from roadseg.train import EpochReport, RunStart, TrainResult
+    from roadseg.train import EpochReport, RunStart, TrainConfig, TrainResult
 
 #: The names of roadseg.train.PRESETS, for --preset's choices without importing it.
 PRESET_NAMES = ("default", "paper")
@@ -76,9 +76,49 @@ def _gsd_range(
 @click.option(
     "--data",
     "data",
-    type=click.Path(file_okay=False),
+    type=str,
     default=None,
-    help="Dataset folder (see the layouts above). Required unless --resume.",
+    help="Dataset folder (see the layouts above). Required unless --resume. With --roads: "
+    "a raster, a folder of rasters, a glob ('tiles/*.tif'), a VRT or @list.txt.",
+)
+@click.option(
+    "--roads",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Road layer labelling the --data rasters (GeoPackage or GeoJSON): lines drawn as "
+    "bands in metres (--road-width-m, --width-field, or the OpenStreetMap highway tag), "
+    "polygons (road surfaces) as they are.",
+)
+@click.option("--layer", default=None, help="The layer of --roads, when it has several.")
+@click.option(
+    "--width-field",
+    default=None,
+    metavar="FIELD",
+    help="Attribute of --roads holding each line's width in metres.",
+)
+@click.option(
+    "--width-table",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="JSON or CSV file of highway tag -> width in metres (0 or off: not drawn), "
+    "over the default table (see the README).",
+)
+@click.option(
+    "--aoi",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Polygons where the road layer is complete; crops come only from inside them. "
+    "Default: each raster's footprint.",
+)
+@click.option(
+    "--val-block-m",
+    cls=LibraryDefault,
+    default_from="roadseg.train:TrainConfig.val_block_m",
+    type=float,
+    callback=positive,
+    metavar="M",
+    help="With --roads: validation is a seeded choice of square blocks this many metres "
+    "wide; training and validation crops never share a pixel.",
 )
 @click.option(
     "--output",
@@ -231,7 +271,9 @@ def _gsd_range(
     type=float,
     callback=positive,
     metavar="M",
-    help="Width of the road band drawn around SpaceNet centerlines.",
+    help="Width of the road band drawn around SpaceNet centerlines, and around --roads "
+    "lines when given (else their --width-field or highway tag; this width when they "
+    "have neither).",
 )
 @click.option(
     "--bands",
@@ -264,6 +306,12 @@ def _gsd_range(
 @quiet_opt
 def train(
     data: str | None,
+    roads: str | None,
+    layer: str | None,
+    width_field: str | None,
+    width_table: str | None,
+    aoi: str | None,
+    val_block_m: float,
     output: str,
     run_dir: str | None,
     preset: str,
@@ -324,22 +372,24 @@ def train(
       roadseg train --data dubai --road-color 110,193,228 --gsd 1.5 --filters 16,32,64,128
       roadseg train --data mass_roads --preset paper -o paper.keras
       roadseg train --data deepglobe/train -o deepglobe.keras --resume
+      roadseg train --data ortho.tif --roads osm_roads.gpkg --init default --check
     """
     from roadseg.data import LabelRule
 
-    _check_options(road_color, road_value, tile_size, data, resume, init, output)
+    _check_options(road_color, road_value, tile_size, data, resume, init, output, roads)
     rule = LabelRule(road_color, road_value, road_width_m)
-    if check:
-        if data is None:
-            raise click.UsageError("--check needs --data DIR")
-        _check_dataset(data, rule, bands, gsd, val_fraction, seed, tile_size)
+    explicit_width = (
+        click.get_current_context().get_parameter_source("road_width_m")
+        == click.core.ParameterSource.COMMANDLINE
+    )
+    if check and data is None:
+        raise click.UsageError("--check needs --data DIR")
+    if check and roads is None:
+        _check_dataset(data or ".", rule, bands, gsd, val_fraction, seed, tile_size)
         return
 
-    from roadseg.cli.tfimport import import_tensorflow_quietly
     from roadseg.train import TrainConfig
-    from roadseg.train import train as run_training
 
-    import_tensorflow_quietly()
     config = TrainConfig(
         data=Path(data) if data is not None else Path("."),
         output=Path(output),
@@ -366,7 +416,22 @@ def train(
         patience=patience,
         augment=False if no_augment else None,
         overwrite=overwrite,
+        roads=Path(roads) if roads else None,
+        layer=layer,
+        roads_width_m=road_width_m if explicit_width else None,
+        width_field=width_field,
+        width_table=Path(width_table) if width_table else None,
+        aoi=Path(aoi) if aoi else None,
+        val_block_m=val_block_m,
     )
+    if check:
+        _check_roads(config, Path(roads) if roads else Path(), tile_size, init)
+        return
+
+    from roadseg.cli.tfimport import import_tensorflow_quietly
+    from roadseg.train import train as run_training
+
+    import_tensorflow_quietly()
     result = run_training(
         config,
         resume=resume,
@@ -386,6 +451,7 @@ def _check_options(
     resume: bool,
     init: str | None,
     output: str,
+    roads: str | None = None,
 ) -> None:
     """The checks that need several options, or the file system, in this order.
 
@@ -397,6 +463,12 @@ def _check_options(
     check_tile_size(tile_size)
     if data is None and not resume:
         raise click.UsageError("--data DIR is required (the folder of image/mask pairs)")
+    if data is not None and roads is None and Path(data).is_file():
+        raise click.BadParameter(
+            f"{data} is a file; give the folder of image/mask pairs, or a road layer with "
+            "--roads to train on this raster",
+            param_hint="--data",
+        )
     if init is not None and init != "default" and not Path(init).is_file():
         raise click.BadParameter(
             f"{init} does not exist; give a model file or 'default'", param_hint="--init"
@@ -437,6 +509,30 @@ def _check_dataset(
     if report.errors:
         raise DatasetError(
             f"{len(report.errors)} problem(s) in {data}; fix them and run --check again"
+        )
+
+
+def _check_roads(config: TrainConfig, roads: Path, tile_size: int | None, init: str | None) -> None:
+    """--check with --roads: per raster CRS, GSD, road length, share, crops, problems.
+
+    Raises:
+        DatasetError: problems were found (exit 1, after the listing).
+    """
+    from roadseg.errors import DatasetError
+    from roadseg.model import read_model_info
+    from roadseg.train import DEFAULT_TILE, scan_roads
+    from roadseg.train_plan import resolve_init
+
+    init_path = resolve_init(init)
+    info = read_model_info(init_path) if init_path is not None else None
+    tile = tile_size or (info.tile_size if info is not None else None) or DEFAULT_TILE
+    bands = len(config.bands) if config.bands else (info.bands if info is not None else 3)
+    found = scan_roads(config, roads, tile_size=tile, model_bands=bands)
+    click.echo(found.describe())
+    if found.report.errors:
+        raise DatasetError(
+            f"{len(found.report.errors)} problem(s) in {config.data} with {roads.name}; "
+            "fix them and run --check again"
         )
 
 

@@ -279,46 +279,89 @@ def read_geojson(path: Path) -> tuple[list[Any], str | None]:
     return [g for g in shapes if not g.is_empty], crs
 
 
-def vector_mask(
-    label: Path, src: rasterio.io.DatasetReader, width_m: float
-) -> Callable[[Window], np.ndarray]:
-    """A function rasterising the label's road lines (buffered) into a window."""
-    from affine import Affine
-    from rasterio.features import rasterize
-    from rasterio.warp import transform_geom
-    from shapely import affinity
-    from shapely.geometry import mapping, shape
-    from shapely.ops import unary_union
+def road_shapes(
+    geoms: Sequence[Any],
+    widths_m: Sequence[float],
+    src: rasterio.io.DatasetReader,
+    *,
+    cap_style: str = "flat",
+) -> list[Any]:
+    """Road geometries in the raster's CRS as polygons in its pixel coordinates.
 
-    geoms, crs_name = read_geojson(label)
+    The one home of road burning: lines are buffered to their width in metres
+    (whatever the pixel aspect ratio), polygons (road surfaces) are kept as they
+    are; lines of width 0 or less, and points, are dropped.
+
+    Args:
+        geoms: shapely geometries in ``src``'s CRS.
+        widths_m: the full width of each line's road band (ignored for polygons).
+        src: the raster the mask is for.
+        cap_style: how line ends are drawn: ``"flat"`` (SpaceNet) or ``"round"``
+            (road layers cut into many features, so that joints stay closed).
+    """
+    from shapely import affinity
+
     px = pixel_size_m(src) or (1.0, 1.0)
     inv = ~src.transform
-    pixel_geoms = []
-    lonlat = crs_name is None or "CRS84" in crs_name.upper() or crs_name.endswith(":4326")
-    reproject = src.crs is not None and not (lonlat and src.crs.to_epsg() == 4326)
-    for g in geoms:
-        if reproject:
-            g = shape(transform_geom(crs_name or "OGC:CRS84", src.crs, mapping(g)))
+    out = []
+    for g, width in zip(geoms, widths_m, strict=True):
+        if g is None or g.is_empty:
+            continue
         g = affinity.affine_transform(g, [inv.a, inv.b, inv.d, inv.e, inv.xoff, inv.yoff])
         if g.geom_type in ("Polygon", "MultiPolygon"):
-            pixel_geoms.append(g)
+            out.append(g)
             continue
-        # Buffer in metres, whatever the pixel aspect ratio.
+        if "LineString" not in g.geom_type and g.geom_type != "GeometryCollection":
+            continue
+        if not width > 0:
+            continue
         metric = affinity.scale(g, px[0], px[1], origin=(0, 0))
-        band = metric.buffer(width_m / 2.0, cap_style="flat")
-        pixel_geoms.append(affinity.scale(band, 1 / px[0], 1 / px[1], origin=(0, 0)))
-    union = unary_union(pixel_geoms) if pixel_geoms else None
+        band = metric.buffer(width / 2.0, cap_style=cap_style)
+        out.append(affinity.scale(band, 1 / px[0], 1 / px[1], origin=(0, 0)))
+    return out
+
+
+def shapes_mask(shapes: Sequence[Any]) -> Callable[[Window], np.ndarray]:
+    """A function rasterising pixel-space polygons into a window (0/1 uint8); only
+    the polygons that touch the window are drawn, so a large layer stays cheap."""
+    from affine import Affine
+    from rasterio.features import rasterize
+    from shapely import STRtree, box
+
+    kept = [g for g in shapes if not g.is_empty]
+    tree = STRtree(kept) if kept else None
 
     def read(window: Window) -> np.ndarray:
         shape_ = (int(window.height), int(window.width))
-        if union is None or union.is_empty:
+        if tree is None:
+            return np.zeros(shape_, dtype=np.uint8)
+        c0, r0 = float(window.col_off), float(window.row_off)
+        hits = tree.query(box(c0, r0, c0 + shape_[1], r0 + shape_[0]))
+        if len(hits) == 0:
             return np.zeros(shape_, dtype=np.uint8)
         return rasterize(
-            [(union, 1)],
+            [(kept[int(i)], 1) for i in hits],
             out_shape=shape_,
-            transform=Affine.translation(window.col_off, window.row_off),
+            transform=Affine.translation(c0, r0),
             fill=0,
             dtype="uint8",
         )
 
     return read
+
+
+def vector_mask(
+    label: Path, src: rasterio.io.DatasetReader, width_m: float
+) -> Callable[[Window], np.ndarray]:
+    """A function rasterising the label's road lines (buffered) into a window."""
+    from rasterio.warp import transform_geom
+    from shapely.geometry import mapping, shape
+    from shapely.ops import unary_union
+
+    geoms, crs_name = read_geojson(label)
+    lonlat = crs_name is None or "CRS84" in crs_name.upper() or crs_name.endswith(":4326")
+    reproject = src.crs is not None and not (lonlat and src.crs.to_epsg() == 4326)
+    if reproject:
+        geoms = [shape(transform_geom(crs_name or "OGC:CRS84", src.crs, mapping(g))) for g in geoms]
+    shapes = road_shapes(geoms, [width_m] * len(geoms), src)
+    return shapes_mask([unary_union(shapes)] if shapes else [])
