@@ -12,8 +12,9 @@ Sets (each pooled over all its pixels, as the field reports; rho = 3 px):
   (11-bit panchromatic, another sensor; fed as --bands 1,1,1), truth = its
   centerlines buffered to 4 m (``sample_road_raster_mask.tif``).
 
-Each image goes through ``predict_raster`` exactly as ``roadseg predict``
-runs it (default options, the model's threshold). Besides the metrics at the
+Each image goes through ``predict_at_model_gsd`` exactly as ``roadseg predict``
+runs it (default options, the model's threshold, inputs read at the model's GSD
+when it records one; ``--no-resample`` reads them as they are). Besides the metrics at the
 stored threshold, the table gives the best pixel F1 over all thresholds (so
 calibration is not what is measured) and the F1 of calling every pixel road
 (the floor a model must clear). ``--settings`` scores synthetic scenes of each
@@ -83,7 +84,8 @@ PREVIEWS = [
 
 def write_previews(model: object, folder: Path) -> None:
     """Previews (image with roads in red) of real rasters nobody labelled here."""
-    from roadseg.predict import PredictOptions, predict_raster
+    from roadseg.predict import PredictOptions
+    from roadseg.resample import predict_at_model_gsd
 
     folder.mkdir(parents=True, exist_ok=True)
     for rel, bands in PREVIEWS:
@@ -94,7 +96,7 @@ def write_previews(model: object, folder: Path) -> None:
         options = PredictOptions(
             bands=bands, preview_path=folder / f"{stem}_preview.png", overwrite=True
         )
-        predict_raster(src, folder / f"{stem}_roads.tif", model, options)  # type: ignore[arg-type]
+        predict_at_model_gsd(src, folder / f"{stem}_roads.tif", model, options)  # type: ignore[arg-type]
         print(f"wrote {folder / (stem + '_preview.png')}")
 
 
@@ -105,13 +107,15 @@ def main() -> int:
     p.add_argument("--seeds", default="6000-6003", help="synthetic seeds, FIRST-LAST")
     p.add_argument("--rho", type=float, default=3.0)
     p.add_argument("--settings", action="store_true", help="one set per synthetic setting")
+    p.add_argument("--no-resample", action="store_true", help="read inputs as they are")
     p.add_argument("--previews", type=Path, default=None, help="write previews to this folder")
     args = p.parse_args()
     first, last = (int(v) for v in args.seeds.split("-"))
 
     from roadseg.metrics import MetricsAccumulator
     from roadseg.model import load_model
-    from roadseg.predict import PredictOptions, predict_raster
+    from roadseg.predict import PredictOptions
+    from roadseg.resample import predict_at_model_gsd
 
     model = load_model(args.model)
     threshold = model.info.threshold
@@ -126,7 +130,9 @@ def main() -> int:
             pixels = 0
             for i, (image, truth, bands) in enumerate(items):
                 out = tmp / f"{name}_{i}_roads.tif"
-                predict_raster(image, out, model, PredictOptions(bands=bands))
+                predict_at_model_gsd(
+                    image, out, model, PredictOptions(bands=bands), resample=not args.no_resample
+                )
                 with rasterio.open(out) as ds:
                     levels = ds.read(1)
                 valid = levels != 255
