@@ -101,21 +101,7 @@ class CropReader:
             candidates = []
             gsd = self._gsd(sample.image, src) if spec.gsd_range is not None else None
             for _ in range(n):
-                scale = 1.0
-                if gsd is not None and spec.gsd_range is not None:
-                    # The crop shows the ground at a GSD of the range (training) or
-                    # at the model's GSD (validation).
-                    lo, hi = spec.gsd_range
-                    target = (
-                        math.exp(rng.uniform(math.log(lo), math.log(hi)))
-                        if train
-                        else (spec.val_gsd or math.sqrt(lo * hi))
-                    )
-                    scale = target / gsd
-                elif train and spec.augment is not None and spec.augment.scale is not None:
-                    lo, hi = spec.augment.scale
-                    scale = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-                side = min(src.width, src.height, max(8, round(tile * scale)))
+                side = min(src.width, src.height, window_side(spec, rng, gsd, train))
                 k = self.CANDIDATES if train and rng.random() < spec.road_focus else 1
                 sides.append(side)
                 candidates.append(
@@ -224,6 +210,31 @@ class CropReader:
             with self._lock:
                 self._gsds[path] = cached
         return cached
+
+
+def window_side(
+    spec: CropSpec, rng: np.random.Generator, gsd: float | None, train: bool
+) -> int:
+    """The side of the image window read for one crop (then resized to the tile).
+
+    With ``spec.gsd_range`` and the image's ``gsd`` known, the crop shows the
+    ground at a GSD drawn log-uniformly from the range (training) or at
+    ``spec.val_gsd`` (validation); else, in training, at a random scale of
+    ``spec.augment.scale``.
+    """
+    scale = 1.0
+    if gsd is not None and spec.gsd_range is not None:
+        lo, hi = spec.gsd_range
+        target = (
+            math.exp(rng.uniform(math.log(lo), math.log(hi)))
+            if train
+            else (spec.val_gsd or math.sqrt(lo * hi))
+        )
+        scale = target / gsd
+    elif train and spec.augment is not None and spec.augment.scale is not None:
+        lo, hi = spec.augment.scale
+        scale = math.exp(rng.uniform(math.log(lo), math.log(hi)))
+    return max(8, round(spec.tile_size * scale))
 
 
 class SkipLog:

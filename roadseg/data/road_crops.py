@@ -7,7 +7,6 @@ Normalisation, scale changes and augmentation are :class:`CropReader`'s.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from rasterio.windows import Window
 
 from roadseg.data.aoi_split import BlockCrops, pick_window
 from roadseg.data.augment import augment, resize_square
-from roadseg.data.crops import CropReader
+from roadseg.data.crops import CropReader, window_side
 from roadseg.data.masks import shapes_mask
 from roadseg.data.rasters import open_raster
 from roadseg.data.road_data import RoadDataset
@@ -53,20 +52,7 @@ class RoadCropReader(CropReader):
 
     def _side(self, rng: np.random.Generator, gsd: float | None, train: bool) -> int:
         """The side of the window read for one crop (resized to the tile)."""
-        spec = self.spec
-        scale = 1.0
-        if gsd is not None and spec.gsd_range is not None:
-            lo, hi = spec.gsd_range
-            target = (
-                math.exp(rng.uniform(math.log(lo), math.log(hi)))
-                if train
-                else (spec.val_gsd or math.sqrt(lo * hi))
-            )
-            scale = target / gsd
-        elif train and spec.augment is not None and spec.augment.scale is not None:
-            lo, hi = spec.augment.scale
-            scale = math.exp(rng.uniform(math.log(lo), math.log(hi)))
-        return max(8, round(spec.tile_size * scale))
+        return window_side(self.spec, rng, gsd, train)
 
     def read(
         self, sample: Sample, rng: np.random.Generator, *, train: bool = True, n: int = 1
