@@ -100,5 +100,10 @@ def test_bundled_model_is_trained_and_has_metadata() -> None:
     if not path.exists():
         pytest.fail("the bundled model roadseg/models/roadseg_default.keras is missing")
     loaded = load_model(path)
-    assert loaded.info.provenance.get("trained_steps", 0) > 0
+    prov = loaded.info.provenance
+    # Made by scripts/train_default_model.py through roadseg.train, like any user's model.
+    assert prov.get("trained_by") == "roadseg train"
+    assert prov.get("epochs_trained", 0) > 0 and prov.get("steps_per_epoch", 0) > 0
     assert 0 < loaded.info.threshold < 1
+    # It reads inputs at its training GSD, normalised the same way for every sensor.
+    assert loaded.info.gsd == 0.6 and loaded.info.normalization == "percentile"
