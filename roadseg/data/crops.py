@@ -123,19 +123,11 @@ class CropReader:
                 else:
                     raw = src.read(list(bands), window=window)
                 image = norm(np.moveaxis(raw, 0, -1))
-                if side != tile:
-                    if small:  # the image is smaller than a crop: pad it
-                        pad = tile - side
-                        image = np.pad(image, ((0, pad), (0, pad), (0, 0)), mode="reflect")
-                        mask = np.pad(mask, ((0, pad), (0, pad)), mode="reflect")
-                    else:
-                        image = resize_square(image, tile)
-                        mask = resize_square(mask, tile, nearest=True)
-                if train and spec.augment is not None:
-                    image, mask = augment(image, mask, rng, spec.augment)
-                crops.append(
-                    (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask))
-                )
+                if small and side != tile:  # the image is smaller than a crop: pad it
+                    pad = tile - side
+                    image = np.pad(image, ((0, pad), (0, pad), (0, 0)), mode="reflect")
+                    mask = np.pad(mask, ((0, pad), (0, pad)), mode="reflect")
+                crops.append(finish_crop(image, mask, spec, rng, train))
         return crops
 
     def _choose_windows(
@@ -212,9 +204,25 @@ class CropReader:
         return cached
 
 
-def window_side(
-    spec: CropSpec, rng: np.random.Generator, gsd: float | None, train: bool
-) -> int:
+def finish_crop(
+    image: np.ndarray,
+    mask: np.ndarray,
+    spec: CropSpec,
+    rng: np.random.Generator,
+    train: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A normalised square window and its mask as the model gets them: resized to
+    the tile (bilinear; the mask nearest), augmented when training, contiguous."""
+    tile = spec.tile_size
+    if image.shape[0] != tile:
+        image = resize_square(image, tile)
+        mask = resize_square(mask, tile, nearest=True)
+    if train and spec.augment is not None:
+        image, mask = augment(image, mask, rng, spec.augment)
+    return np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask)
+
+
+def window_side(spec: CropSpec, rng: np.random.Generator, gsd: float | None, train: bool) -> int:
     """The side of the image window read for one crop (then resized to the tile).
 
     With ``spec.gsd_range`` and the image's ``gsd`` known, the crop shows the

@@ -17,8 +17,7 @@ from rasterio.enums import MaskFlags
 from rasterio.windows import Window
 
 from roadseg.data.aoi_split import BlockCrops, pick_window
-from roadseg.data.augment import augment, resize_square
-from roadseg.data.crops import CropReader, window_side
+from roadseg.data.crops import CropReader, finish_crop, window_side
 from roadseg.data.masks import shapes_mask
 from roadseg.data.rasters import open_raster
 from roadseg.data.road_data import RoadDataset
@@ -65,7 +64,6 @@ class RoadCropReader(CropReader):
             RasterioError, OSError: the raster cannot be read.
         """
         spec, ds = self.spec, self.dataset
-        tile = spec.tile_size
         scene = ds.scenes[sample.image]
         blocks = [b for b in scene.blocks if b.split == sample.split]
         if not blocks:
@@ -84,14 +82,7 @@ class RoadCropReader(CropReader):
                     src, blocks, scene.area, read_mask, rng, side, train, bands, check_nodata
                 )
                 image = norm(np.moveaxis(raw, 0, -1))
-                if int(window.width) != tile:
-                    image = resize_square(image, tile)
-                    mask = resize_square(mask, tile, nearest=True)
-                if train and spec.augment is not None:
-                    image, mask = augment(image, mask, rng, spec.augment)
-                crops.append(
-                    (np.ascontiguousarray(image, dtype=np.float32), np.ascontiguousarray(mask))
-                )
+                crops.append(finish_crop(image, mask, spec, rng, train))
         return crops
 
     def _window(
