@@ -112,6 +112,7 @@ def main() -> int:
     args = p.parse_args()
     first, last = (int(v) for v in args.seeds.split("-"))
 
+    from roadseg.encoding import PROB_NODATA, UINT8_PROBABILITIES
     from roadseg.metrics import MetricsAccumulator
     from roadseg.model import load_model
     from roadseg.predict import PredictOptions
@@ -120,7 +121,7 @@ def main() -> int:
     model = load_model(args.model)
     threshold = model.info.threshold
     print(f"model {model.path.name} (sha256 {model.sha256[:12]}), threshold {threshold:g}")
-    values = np.minimum(np.arange(256) / 254.0, 1.0)
+    values = UINT8_PROBABILITIES
     rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -135,7 +136,7 @@ def main() -> int:
                 )
                 with rasterio.open(out) as ds:
                     levels = ds.read(1)
-                valid = levels != 255
+                valid = levels != PROB_NODATA
                 acc.add(np.where(valid, levels, 0), truth, valid)
                 pixels += truth.size
             r = acc.result(values, threshold)
