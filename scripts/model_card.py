@@ -33,6 +33,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -48,13 +49,20 @@ VEGAS = SHARED / "spacenet" / "road_mask_input.tif"
 VEGAS_TRUTH = SHARED / "spacenet" / "sample_road_raster_mask.tif"
 
 
+#: One image: (path, truth mask, bands, the GSD to read it at or None for its own).
+Case = tuple[Path, np.ndarray, "tuple | None", "float | None"]
+#: The Dubai images carry no georeferencing; training reads them at this GSD
+#: (``train_default_model.DUBAI_GSD``), and so does scoring unless told otherwise.
+DUBAI_GSD = 1.2
+
+
 def cases(
-    tmp: Path, size: int, seeds: range, settings: bool
-) -> dict[str, list[tuple[Path, np.ndarray, tuple | None]]]:
+    tmp: Path, size: int, seeds: range, settings: bool, dubai_gsd: float | None = DUBAI_GSD
+) -> dict[str, list[Case]]:
     """Per set: (image path, truth mask, bands) for each image."""
     from roadseg.synthetic import SETTINGS, SceneSpec, write_scene
 
-    out: dict[str, list[tuple[Path, np.ndarray, tuple | None]]] = {}
+    out: dict[str, list[Case]] = {}
     names = sorted(SETTINGS) if settings else ["countryside"]
     for setting in names:
         key = "synthetic" if not settings else f"synthetic-{setting}"
@@ -63,15 +71,15 @@ def cases(
             spec = SceneSpec(seed=seed, setting=setting)
             paths = write_scene(tmp, size, size, spec, name=f"s{setting}{seed}")
             with rasterio.open(paths.mask) as ds:
-                out[key].append((paths.image, ds.read(1) > 0, None))
+                out[key].append((paths.image, ds.read(1) > 0, None, None))
     if DUBAI.exists():
         out["dubai-tile8"] = []
         for img in sorted((DUBAI / "images").glob("*.jpg")):
             rgb = np.asarray(Image.open(DUBAI / "masks" / f"{img.stem}.png").convert("RGB"))
-            out["dubai-tile8"].append((img, np.all(rgb == DUBAI_ROAD, axis=-1), None))
+            out["dubai-tile8"].append((img, np.all(rgb == DUBAI_ROAD, axis=-1), None, dubai_gsd))
     if VEGAS.exists():
         with rasterio.open(VEGAS_TRUTH) as ds:
-            out["spacenet-vegas"] = [(VEGAS, ds.read(1) > 0, (1, 1, 1))]
+            out["spacenet-vegas"] = [(VEGAS, ds.read(1) > 0, (1, 1, 1), None)]
     return out
 
 
@@ -100,6 +108,49 @@ def write_previews(model: object, folder: Path) -> None:
         print(f"wrote {folder / (stem + '_preview.png')}")
 
 
+Row = tuple[str, int, int, object, tuple[float, float, float]]
+
+
+def measure(
+    model: Any,
+    sets: dict[str, list[Case]],
+    tmp: Path,
+    *,
+    rho: float = 3.0,
+    resample: bool = True,
+) -> list[Row]:
+    """Per set: (name, images, pixels, metrics at the model's threshold,
+    (best F1, its threshold, every-pixel F1)), each pooled over the set."""
+    from roadseg.encoding import PROB_NODATA, UINT8_PROBABILITIES
+    from roadseg.metrics import MetricsAccumulator
+    from roadseg.predict import PredictOptions
+    from roadseg.resample import predict_at_model_gsd
+
+    threshold = model.info.threshold
+    rows: list[Row] = []
+    for name, items in sets.items():
+        acc = MetricsAccumulator(256, rho=rho)
+        pixels = 0
+        for i, (image, truth, bands, gsd) in enumerate(items):
+            out = tmp / f"{name}_{i}_roads.tif"
+            options = PredictOptions(bands=bands, overwrite=True)
+            predict_at_model_gsd(image, out, model, options, resample=resample, gsd=gsd)
+            with rasterio.open(out) as ds:
+                levels = ds.read(1)
+            valid = levels != PROB_NODATA
+            acc.add(np.where(valid, levels, 0), truth, valid)
+            pixels += truth.size
+        r = acc.result(UINT8_PROBABILITIES, threshold)
+        curve = acc.curve(UINT8_PROBABILITIES)
+        f1 = np.nan_to_num(curve.f1)
+        best = int(np.argmax(f1))
+        floor = float(curve.f1[0])  # threshold 0: every valid pixel is road
+        rows.append(
+            (name, len(items), pixels, r, (float(f1[best]), float(curve.thresholds[best]), floor))
+        )
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default=None, help="model file (default: the bundled model)")
@@ -109,43 +160,38 @@ def main() -> int:
     p.add_argument("--settings", action="store_true", help="one set per synthetic setting")
     p.add_argument("--no-resample", action="store_true", help="read inputs as they are")
     p.add_argument("--previews", type=Path, default=None, help="write previews to this folder")
+    p.add_argument(
+        "--dubai-gsd",
+        type=float,
+        default=DUBAI_GSD,
+        help="GSD to read the (ungeoreferenced) Dubai images at; 0 reads them as they are",
+    )
+    p.add_argument(
+        "--sets",
+        default=None,
+        help="only these sets (name prefixes, comma-separated): dubai,spacenet",
+    )
     args = p.parse_args()
     first, last = (int(v) for v in args.seeds.split("-"))
 
-    from roadseg.encoding import PROB_NODATA, UINT8_PROBABILITIES
-    from roadseg.metrics import MetricsAccumulator
     from roadseg.model import load_model
-    from roadseg.predict import PredictOptions
-    from roadseg.resample import predict_at_model_gsd
 
     model = load_model(args.model)
     threshold = model.info.threshold
     print(f"model {model.path.name} (sha256 {model.sha256[:12]}), threshold {threshold:g}")
-    values = UINT8_PROBABILITIES
-    rows = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        sets = cases(tmp, args.synthetic_size, range(first, last + 1), args.settings)
-        for name, items in sets.items():
-            acc = MetricsAccumulator(256, rho=args.rho)
-            pixels = 0
-            for i, (image, truth, bands) in enumerate(items):
-                out = tmp / f"{name}_{i}_roads.tif"
-                predict_at_model_gsd(
-                    image, out, model, PredictOptions(bands=bands), resample=not args.no_resample
-                )
-                with rasterio.open(out) as ds:
-                    levels = ds.read(1)
-                valid = levels != PROB_NODATA
-                acc.add(np.where(valid, levels, 0), truth, valid)
-                pixels += truth.size
-            r = acc.result(values, threshold)
-            curve = acc.curve(values)
-            f1 = np.nan_to_num(curve.f1)
-            best = int(np.argmax(f1))
-            floor = float(curve.f1[0])  # threshold 0: every valid pixel is road
-            extra = (float(f1[best]), float(curve.thresholds[best]), floor)
-            rows.append((name, len(items), pixels, r, extra))
+        sets = cases(
+            tmp,
+            args.synthetic_size,
+            range(first, last + 1),
+            args.settings,
+            args.dubai_gsd or None,
+        )
+        if args.sets:
+            wanted = args.sets.split(",")
+            sets = {k: v for k, v in sets.items() if any(k.startswith(w) for w in wanted)}
+        rows = measure(model, sets, tmp, rho=args.rho, resample=not args.no_resample)
     head = (
         "| set | images | Mpx | best F1 (at t) | every-pixel F1 | IoU | F1 | precision | recall "
         "| relaxed P | relaxed R | breakeven (at t) |"

@@ -142,6 +142,9 @@ def main() -> int:
     parser.add_argument("--no-augment", action="store_true", help="ablation: no augmentation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--prepare-only", action="store_true", help="write the training data to --work and stop"
+    )
     args = parser.parse_args()
 
     from roadseg.train import TrainConfig, train
@@ -156,6 +159,8 @@ def main() -> int:
         f"data: {n_synth} synthetic scenes + {n_dubai} Dubai images ({time.time() - t0:.0f} s)",
         flush=True,
     )
+    if args.prepare_only:
+        return 0
     lo, hi = (float(v) for v in args.gsd_range.split(","))
     config = TrainConfig(
         data=data,
