@@ -59,34 +59,45 @@ def make_infer_fn(
     ``tf.function`` around ``model(x, training=False)`` instead of
     ``model.predict`` in a loop, which is slow and leaks memory. The batch
     dimension is left open so the last, smaller batch needs no padding and no
-    retracing. With test-time augmentation every transformed copy of the
-    batch goes through the model in one call and the inverse-transformed
-    outputs are averaged.
+    retracing. With test-time augmentation each transformed copy of the batch
+    goes through the model in a call of its own (so the copies cost time, not
+    memory: a call holds one batch's activations whatever ``tta`` is), and the
+    inverse-transformed outputs are averaged.
     """
     import tensorflow as tf
 
     transforms = tta_transforms(tta)
     spec = tf.TensorSpec([None, tile, tile, bands], tf.float32)
 
-    def forward(x: Any, k: int, flip: bool) -> Any:
-        if flip:
-            x = tf.reverse(x, axis=[2])
-        return tf.image.rot90(x, k) if k else x
-
-    def inverse(y: Any, k: int, flip: bool) -> Any:
-        y = tf.image.rot90(y, -k % 4) if k else y
-        return tf.reverse(y, axis=[2]) if flip else y
-
     @tf.function(input_signature=[spec], reduce_retracing=True)
     def _infer(x: Any) -> Any:
-        n = tf.shape(x)[0]
-        stacked = tf.concat([forward(x, k, f) for k, f in transforms], axis=0)
-        y = tf.cast(model(stacked, training=False), tf.float32)
-        parts = [inverse(y[i * n : (i + 1) * n], k, f) for i, (k, f) in enumerate(transforms)]
-        return tf.add_n(parts)[..., 0] / float(len(transforms))
+        return tf.cast(model(x, training=False), tf.float32)[..., 0]
+
+    def call(batch: np.ndarray) -> np.ndarray:
+        return np.asarray(_infer(tf.constant(batch)))
+
+    if len(transforms) == 1:
+        return call
+    return with_tta(call, transforms)
+
+
+def with_tta(
+    call: Callable[[np.ndarray], np.ndarray], transforms: list[tuple[int, bool]]
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``call`` (``(N, H, W, bands) -> (N, H, W)``) averaged over ``transforms``
+    (:func:`tta_transforms`), one model call per transformed copy."""
 
     def infer(batch: np.ndarray) -> np.ndarray:
-        return np.asarray(_infer(tf.constant(batch)))
+        total: np.ndarray | None = None
+        for k, flip in transforms:
+            x = batch[:, :, ::-1] if flip else batch
+            x = np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
+            y = np.rot90(call(x), -k % 4, axes=(1, 2))
+            y = y[:, :, ::-1] if flip else y
+            total = y.copy() if total is None else np.add(total, y, out=total)
+        assert total is not None
+        total /= np.float32(len(transforms))
+        return total
 
     return infer
 
@@ -172,6 +183,30 @@ def batch_for_free_memory(
         raise ValueError(f"headroom must lie in [0, 1), got {headroom}")
     usable = int(free_bytes * (1.0 - headroom))
     return max(1, min(most, usable // per_tile_bytes))
+
+
+#: Default memory for the network's working tensors in one model call: the
+#: batch is cut to what fits (:func:`tiles_within_memory`). With TensorFlow and
+#: the model loaded, the reader, blender and writer, a CPU process peaks about
+#: 0.7 GB above it (measured with ``scripts/bench_predict_memory.py --network``).
+DEFAULT_MAX_MEMORY = 1 << 30
+
+
+def tiles_within_memory(
+    max_memory: int, tile: int, filters: tuple[int, ...], dtype_bytes: int
+) -> int | None:
+    """The most tiles one model call may hold within ``max_memory`` bytes by
+    :func:`tile_activation_bytes` (at least 1); None when the model's widths
+    are unknown (a plain Keras file).
+
+    Raises:
+        ValueError: ``max_memory`` is not positive.
+    """
+    if max_memory <= 0:
+        raise ValueError(f"the memory budget must be positive, got {max_memory}")
+    if not filters:
+        return None
+    return max(1, max_memory // tile_activation_bytes(tile, filters, dtype_bytes))
 
 
 def gpu_free_bytes(run: Callable[..., Any] | None = None) -> int | None:

@@ -44,6 +44,7 @@ from roadseg.blending import PIECE_ROWS, WEIGHT_CHUNK_PX, RowBlender
 from roadseg.errors import RoadsegError, UnsupportedRasterError
 from roadseg.inference import (
     ACTIVATIONS_PER_LEVEL,
+    DEFAULT_MAX_MEMORY,
     GPU_HEADROOM,
     MAX_AUTO_BATCH,
     TTA_MODES,
@@ -54,7 +55,9 @@ from roadseg.inference import (
     make_infer_fn,
     starting_batch_size,
     tile_activation_bytes,
+    tiles_within_memory,
     tta_transforms,
+    with_tta,
 )
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
@@ -86,6 +89,7 @@ from roadseg.writer import (
 
 __all__ = [
     "ACTIVATIONS_PER_LEVEL",
+    "DEFAULT_MAX_MEMORY",
     "DEFAULT_BATCH",
     "DEFAULT_OVERLAP",
     "GPU_HEADROOM",
@@ -107,6 +111,7 @@ __all__ = [
     "RowBlender",
     "RowSink",
     "batch_for_free_memory",
+    "batch_within_memory",
     "configure_devices",
     "encode_rows",
     "gpu_free_bytes",
@@ -119,8 +124,10 @@ __all__ = [
     "raw_outputs",
     "starting_batch_size",
     "tile_activation_bytes",
+    "tiles_within_memory",
     "tile_rows_for",
     "tta_transforms",
+    "with_tta",
     "write_preview",
 ]
 
@@ -137,7 +144,10 @@ class PredictOptions:
     ``batch_size=None`` starts with :data:`DEFAULT_BATCH` tiles per model call
     on a CPU, and on a GPU with as many as its free memory holds
     (:func:`starting_batch_size`); a batch that still runs out of memory is
-    halved (:class:`HalvingInfer`). The defaults are the CLI's:
+    halved (:class:`HalvingInfer`). Whatever was asked, a model call holds
+    at most the tiles whose activations fit in ``max_memory`` bytes
+    (:func:`tiles_within_memory`); test-time augmentation runs its copies one
+    call after another, so it costs time, not memory. The defaults are the CLI's:
     ``precision="auto"`` runs bfloat16 on a CPU with AVX-512-BF16 or AMX and
     float16 on a GPU (see :func:`roadseg.precision.resolve_precision`); pass
     ``"float32"`` for full precision everywhere.
@@ -156,6 +166,7 @@ class PredictOptions:
     overwrite: bool = False
     progress: bool = False
     resume: bool = False
+    max_memory: int = DEFAULT_MAX_MEMORY
 
 
 @dataclass(frozen=True)
@@ -307,11 +318,12 @@ def prepare_run(
         precision = resolve_precision(options.precision)
         network = with_precision(model.model, precision)
         infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
+        dtype_bytes = 2 if precision in ("float16", "bfloat16") else 4
         if options.batch_size is None:
-            half = precision in ("float16", "bfloat16")
-            batch = starting_batch_size(DEFAULT_BATCH, tile, info.filters, 2 if half else 4)
+            batch = starting_batch_size(DEFAULT_BATCH, tile, info.filters, dtype_bytes)
             if batch != DEFAULT_BATCH:
                 log.info("starting with %d tiles per batch (free GPU memory)", batch)
+        batch = batch_within_memory(batch, options, tile, info.filters, dtype_bytes)
     tags = {
         enc.TAG_VERSION: __version__,
         enc.TAG_MODEL: model.path.name,
@@ -326,6 +338,27 @@ def prepare_run(
         enc.TAG_VALUE: enc.probability_value(options.as_float),
     }
     return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
+
+
+def batch_within_memory(
+    batch: int, options: PredictOptions, tile: int, filters: tuple[int, ...], dtype_bytes: int
+) -> int:
+    """``batch`` cut to the tiles whose activations fit in ``options.max_memory``
+    (with a warning when the user asked for more with ``batch_size``)."""
+    most = tiles_within_memory(options.max_memory, tile, filters, dtype_bytes)
+    if most is None or batch <= most:
+        return batch
+    if options.batch_size is not None:
+        log.warning(
+            "%d tiles of %d px per model call need about %.1f GB; using %d within the memory "
+            "budget of %.1f GB (raise it with --max-memory)",
+            batch,
+            tile,
+            batch * tile_activation_bytes(tile, filters, dtype_bytes) / 1e9,
+            most,
+            options.max_memory / 1e9,
+        )
+    return most
 
 
 def journal_identity(
@@ -344,6 +377,8 @@ def _check_options(options: PredictOptions, tile: int, threshold: float) -> None
         raise RoadsegError(str(exc)) from None
     if options.batch_size is not None and options.batch_size < 1:
         raise RoadsegError(f"batch size must be at least 1, got {options.batch_size}")
+    if options.max_memory <= 0:
+        raise RoadsegError(f"the memory budget must be positive, got {options.max_memory} bytes")
     if options.tta not in TTA_MODES:
         raise RoadsegError(f"tta must be one of {', '.join(TTA_MODES)}, got {options.tta!r}")
     if options.precision not in PRECISIONS:

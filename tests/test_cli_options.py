@@ -77,3 +77,23 @@ def test_check_tile_size_refuses(size: int) -> None:
 def test_check_tile_size_accepts() -> None:
     for size in (None, 8, 224, 1024):
         check_tile_size(size)
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1G", 1 << 30), ("512M", 512 << 20), ("1.5GB", 3 << 29), ("2GiB", 2 << 30), ("4096", 4096)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    from roadseg.cli.options import parse_size
+
+    assert parse_size(text) == size
+
+
+def test_max_memory_refuses_what_is_not_a_size(tmp_path) -> None:
+    result = CliRunner().invoke(
+        cli, ["predict", str(tmp_path / "x.tif"), "--max-memory", "lots"], terminal_width=200
+    )
+    assert result.exit_code == 2
+    assert "--max-memory" in result.output and "512M" in result.output
+    assert "Traceback" not in result.output
+    assert "(1G)" in _help("predict")

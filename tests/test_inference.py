@@ -83,3 +83,47 @@ def test_gpu_free_bytes_reads_nvidia_smi(monkeypatch) -> None:
         raise FileNotFoundError(cmd[0])
 
     assert gpu_free_bytes(missing) is None
+
+
+def test_tta_copies_go_through_the_model_one_batch_at_a_time() -> None:
+    from roadseg.inference import tta_transforms, with_tta
+
+    sizes: list[int] = []
+
+    def call(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        return x[..., 0] * 2.0
+
+    x = np.random.default_rng(1).random((3, 8, 8, 2), dtype=np.float32)
+    got = with_tta(call, tta_transforms("d4"))(x)
+    assert sizes == [3] * 8  # eight calls of the batch, never one of 24 tiles
+    np.testing.assert_allclose(got, x[..., 0] * 2.0, rtol=1e-6)  # the transforms invert exactly
+
+
+def test_tiles_within_memory() -> None:
+    from roadseg.inference import tile_activation_bytes, tiles_within_memory
+
+    filters = (16, 32, 64, 128)
+    per_tile = tile_activation_bytes(224, filters, 4)
+    assert tiles_within_memory(10 * per_tile + 1, 224, filters, 4) == 10
+    assert tiles_within_memory(per_tile // 2, 224, filters, 4) == 1  # never below one tile
+    assert tiles_within_memory(10 * per_tile, 224, filters, 2) == 20  # half precision: twice
+    assert tiles_within_memory(1 << 30, 224, (), 4) is None  # widths unknown: no cap
+    with pytest.raises(ValueError, match="positive"):
+        tiles_within_memory(0, 224, filters, 4)
+
+
+def test_predict_cuts_the_batch_to_the_memory_budget(caplog) -> None:
+    from roadseg.inference import tile_activation_bytes
+    from roadseg.predict import PredictOptions, batch_within_memory
+
+    filters = (16, 32, 64, 128)
+    per_tile = tile_activation_bytes(224, filters, 4)
+    budget = PredictOptions(max_memory=5 * per_tile)
+    assert batch_within_memory(8, budget, 224, filters, 4) == 5
+    assert not caplog.records  # the default batch is cut quietly
+    asked = PredictOptions(batch_size=64, max_memory=5 * per_tile)
+    assert batch_within_memory(64, asked, 224, filters, 4) == 5
+    assert "--max-memory" in caplog.text
+    assert batch_within_memory(4, asked, 224, filters, 4) == 4
+    assert batch_within_memory(64, asked, 224, (), 4) == 64  # a plain Keras file

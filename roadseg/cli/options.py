@@ -185,3 +185,33 @@ def road_color(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if any(not 0 <= c <= 255 for c in rgb):
         raise click.BadParameter(f"colour values must lie in 0-255, got {value!r}")
     return rgb
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"1G"``, ``"512M"``, ``"1.5GB"``, ``"2GiB"`` or a plain number
+    (powers of 1024 whatever the spelling, as ``ulimit`` and Docker read them).
+
+    Raises:
+        ValueError: not a size, or zero.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size; write it like 1G, 512M or 2.5GB")
+    number, unit = float(match.group(1)), match.group(2).lower()
+    size = int(number * 1024 ** "_kmgt".index(unit or "_"))
+    if size <= 0:
+        raise ValueError(f"{text!r} is not a positive size")
+    return size
+
+
+def memory_size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    """Click callback: a memory size (see :func:`parse_size`) in bytes."""
+    if value is None:
+        return None
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None

@@ -12,6 +12,7 @@ from roadseg.cli.options import (
     LibraryDefault,
     bands,
     check_tile_size,
+    memory_size,
     model_opt,
     overwrite_opt,
     probability,
@@ -64,7 +65,18 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     shown=lambda n: f"{n} on a CPU",
     type=int,
     help="Tiles per model call. On a GPU, without it: as many as its free memory holds "
-    "(halved if it still runs out of memory).",
+    "(halved if it still runs out of memory). Cut to what fits in --max-memory.",
+)
+@click.option(
+    "--max-memory",
+    cls=LibraryDefault,
+    default_from="roadseg.predict:DEFAULT_MAX_MEMORY",
+    shown=lambda n: f"{n / 2**30:g}G",
+    callback=memory_size,
+    metavar="SIZE",
+    help="Memory for the network's working tensors in one model call, e.g. 512M or 4G; "
+    "the whole process peaks about 0.7 GB above it on a CPU. The batch is cut to fit, "
+    "whatever --batch-size, --tile-size, --precision and --tta ask for.",
 )
 @click.option(
     "--bands",
@@ -159,6 +171,7 @@ def predict(
     tile_size: int | None,
     overlap: int,
     batch_size: int | None,
+    max_memory: int | None,
     bands: tuple[int, ...] | None,
     threshold: float | None,
     mask_path: str | None,
@@ -220,6 +233,7 @@ def predict(
         tile_size=tile_size,
         overlap=overlap,
         batch_size=batch_size,
+        **({"max_memory": max_memory} if max_memory is not None else {}),
         bands=bands,
         threshold=threshold,
         mask_path=Path(mask_path) if mask_path else None,
