@@ -111,17 +111,31 @@ def _is_out_of_memory(exc: BaseException) -> bool:
 
 
 class HalvingInfer:
-    """An inference function that survives running out of (GPU) memory.
+    """An inference function that survives running out of (GPU) memory, and
+    whose every model call has the same number of tiles.
 
     When a batch does not fit, it is split in halves and retried, down to
-    single tiles; the smaller size is kept for every later batch. Each tile's
-    output does not depend on its batch neighbours, so the result is the same
-    as with the original batch size. Written by TensorFlow's book for GPUs (a
-    ``ResourceExhaustedError`` from the allocator); not measured on a GPU here.
+    single tiles; the smaller size is kept for every later batch. Written by
+    TensorFlow's book for GPUs (a ``ResourceExhaustedError`` from the
+    allocator); not measured on a GPU here.
+
+    With ``pad_to``, a shorter batch (the last one of a raster or of a Dask
+    region, or the tiles a resumed run recomputes) is padded with blank tiles
+    to that size, or to the halved size after running out of memory. oneDNN
+    picks its convolution kernels by the shape of the call, and for wide
+    layers (the paper's 64-512 widths) the kernels it picks for 1 and for 8
+    tiles give different float32 results for the same tile (measured on an
+    AMD EPYC with AVX-512-BF16, TensorFlow 2.21). A tile's result does not
+    depend on the other tiles of its call (also measured), so with every call
+    the same size a tile gets the same pixels whichever batch it falls in:
+    resumed runs and Dask regions then match a whole run byte for byte.
     """
 
-    def __init__(self, infer_fn: Callable[[np.ndarray], np.ndarray]) -> None:
+    def __init__(
+        self, infer_fn: Callable[[np.ndarray], np.ndarray], pad_to: int | None = None
+    ) -> None:
         self.infer_fn = infer_fn
+        self.pad_to = pad_to
         self.cap: int | None = None
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
@@ -129,15 +143,19 @@ class HalvingInfer:
         cap = self.cap
         if cap is not None and n > cap:
             return np.concatenate([self(batch[i : i + cap]) for i in range(0, n, cap)])
+        size = cap or self.pad_to or n
         try:
+            if n < size:
+                blank = np.zeros((size - n, *batch.shape[1:]), dtype=batch.dtype)
+                return self.infer_fn(np.concatenate([batch, blank]))[:n]
             return self.infer_fn(batch)
         except Exception as exc:
-            if not _is_out_of_memory(exc) or n == 1:
+            if not _is_out_of_memory(exc) or size == 1:
                 raise
-        self.cap = max(1, n // 2)
+        self.cap = max(1, size // 2)
         log.warning(
             "out of memory with %d tiles per batch; continuing with %d (use --batch-size %d)",
-            n,
+            size,
             self.cap,
             self.cap,
         )

@@ -127,3 +127,40 @@ def test_predict_cuts_the_batch_to_the_memory_budget(caplog) -> None:
     assert "--max-memory" in caplog.text
     assert batch_within_memory(4, asked, 224, filters, 4) == 4
     assert batch_within_memory(64, asked, 224, (), 4) == 64  # a plain Keras file
+
+
+class ResourceExhaustedError(RuntimeError):
+    """Stands in for tensorflow.errors.ResourceExhaustedError (matched by name)."""
+
+
+def test_padded_calls_all_have_the_batch_size() -> None:
+    from roadseg.inference import HalvingInfer
+
+    sizes: list[int] = []
+
+    def call(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        return x[..., 0] + 1.0
+
+    infer = HalvingInfer(call, pad_to=8)
+    x = np.random.default_rng(2).random((3, 4, 4, 1), dtype=np.float32)
+    np.testing.assert_array_equal(infer(x), x[..., 0] + 1.0)  # the blank tiles are dropped
+    assert sizes == [8]
+
+
+def test_padded_calls_shrink_with_the_halved_batch() -> None:
+    from roadseg.inference import HalvingInfer
+
+    sizes: list[int] = []
+
+    def small_memory(x: np.ndarray) -> np.ndarray:
+        sizes.append(len(x))
+        if len(x) > 2:
+            raise ResourceExhaustedError("OOM when allocating tensor")
+        return x[..., 0]
+
+    infer = HalvingInfer(small_memory, pad_to=8)
+    x = np.random.default_rng(2).random((5, 4, 4, 1), dtype=np.float32)
+    np.testing.assert_array_equal(infer(x), x[..., 0])
+    np.testing.assert_array_equal(infer(x[:1]), x[:1, ..., 0])
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}  # padded to the halved size
