@@ -21,16 +21,23 @@ The recipe (all through :class:`roadseg.train.TrainConfig`): crops drawn at a
 GSD log-uniform in 0.3-1.2 m (so the model records 0.6 m and ``roadseg predict``
 reads inputs at 0.6 m), a 2-98 percentile stretch per band for every dtype
 (``normalization="percentile"``), the library's photometric augmentation, a
-fixed seed. The run folder keeps checkpoints: ``--resume`` continues it.
+fixed seed. Two stages, each a ``roadseg.train`` run with a cosine schedule:
+stage 1 trains from scratch (``--epochs``, peak learning rate ``--lr``) and
+writes ``stage1.keras`` in ``--work``; stage 2 starts from it
+(``--stage2-epochs``, half the peak learning rate) and writes ``--out``. A
+finished stage whose model file is there is skipped. Each stage's run folder
+keeps checkpoints: ``--resume`` continues an interrupted one.
 
 Usage:
-    python scripts/train_default_model.py [--epochs 24] [--steps 150] [--out M.keras]
+    python scripts/train_default_model.py [--epochs 18] [--stage2-epochs 16] [--steps 150]
     python scripts/train_default_model.py --resume
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -54,6 +61,8 @@ DUBAI_GSD = 1.2
 SYNTHETIC_TRAIN = 8
 SYNTHETIC_VAL = 1
 SCENE_SIZE = 1024
+#: The second stage's peak learning rate, as a fraction of the first's.
+STAGE2_LR_FACTOR = 0.5
 
 
 def write_georeferenced(
@@ -122,6 +131,11 @@ def prepare_synthetic(data: Path) -> int:
     return count
 
 
+def _finished(state: Path) -> bool:
+    """Whether the run folder's state says its training finished."""
+    return state.is_file() and bool(json.loads(state.read_text()).get("finished"))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -131,7 +145,7 @@ def main() -> int:
     )
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "default_model")
     parser.add_argument("--filters", default="16,32,64,128")
-    parser.add_argument("--epochs", type=int, default=24)
+    parser.add_argument("--epochs", type=int, default=18, help="epochs of the first stage")
     parser.add_argument("--steps", type=int, default=150, help="batches per epoch")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--lr", type=float, default=2e-3)
@@ -142,6 +156,12 @@ def main() -> int:
     parser.add_argument("--no-augment", action="store_true", help="ablation: no augmentation")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--stage2-epochs",
+        type=int,
+        default=16,
+        help="epochs of the second stage, from the first stage's model (0: one stage)",
+    )
     parser.add_argument(
         "--prepare-only", action="store_true", help="write the training data to --work and stop"
     )
@@ -162,7 +182,12 @@ def main() -> int:
     if args.prepare_only:
         return 0
     lo, hi = (float(v) for v in args.gsd_range.split(","))
-    config = TrainConfig(
+    # The model file records where its data was: relative to the repository,
+    # so the shipped file names no folder of the machine that trained it.
+    os.chdir(ROOT)
+    if data.resolve().is_relative_to(ROOT):
+        data = data.resolve().relative_to(ROOT)
+    base = TrainConfig(
         data=data,
         output=args.out,
         run_dir=args.work / "run",
@@ -188,8 +213,30 @@ def main() -> int:
             flush=True,
         )
 
-    result = train(config, resume=args.resume, on_epoch=report)
-    print(f"wrote {result.model_path}; validation {result.metrics}", flush=True)
+    stages = [base]
+    if args.stage2_epochs:
+        # A warm restart: the same data and recipe, from stage 1's model, with a
+        # new cosine schedule at a lower peak (stage 1's had decayed to its floor).
+        stage1 = args.work / "stage1.keras"
+        stages = [
+            dataclasses.replace(base, output=stage1, run_dir=args.work / "run_stage1"),
+            dataclasses.replace(
+                base,
+                init=str(stage1),
+                epochs=args.stage2_epochs,
+                lr=args.lr * STAGE2_LR_FACTOR,
+                run_dir=args.work / "run_stage2",
+            ),
+        ]
+    for k, config in enumerate(stages, 1):
+        state = Path(config.run_folder) / "state.json"
+        if len(stages) > 1 and Path(config.output).is_file() and _finished(state):
+            print(f"stage {k}: {config.output} is there (its run finished); skipped", flush=True)
+            continue
+        print(f"stage {k}: {config.epochs} epochs x {config.steps_per_epoch} steps", flush=True)
+        resume = args.resume and state.is_file()
+        result = train(config, resume=resume, on_epoch=report)
+        print(f"wrote {result.model_path}; validation {result.metrics}", flush=True)
     return 0
 
 
