@@ -44,6 +44,7 @@ from roadseg.predict import PredictOptions, predict_raster
 Split = Literal["auto", "test", "val", "train", "all"]
 SPLITS: tuple[str, ...] = ("auto", "test", "val", "train", "all")
 
+
 @dataclass(frozen=True)
 class ImageScore:
     """One image's scores."""
@@ -228,11 +229,14 @@ class _NoCrsFilter(logging.Filter):
 
 def _compile(model: LoadedModel, options: PredictOptions) -> Callable[[np.ndarray], np.ndarray]:
     """One compiled inference function for every image (as predict builds it)."""
-    from roadseg.precision import resolve_precision, with_precision
+    from roadseg.fused import inference_network
+    from roadseg.precision import resolve_precision
     from roadseg.predict import configure_devices, make_infer_fn
 
     configure_devices()
-    network = with_precision(model.model, resolve_precision(options.precision))
+    network = inference_network(
+        model.model, model.info.filters, model.info.bands, resolve_precision(options.precision)
+    )
     tile = options.tile_size or model.info.tile_size
     return make_infer_fn(network, tile, model.info.bands, options.tta)
 

@@ -96,6 +96,7 @@ def build_resunet(
     *,
     name: str = "resunet",
     dtype: Any = None,
+    folded: bool = False,
 ) -> keras.Model:
     """Build a Deep Residual U-Net.
 
@@ -110,6 +111,9 @@ def build_resunet(
         filters: four widths, encoder levels 1-3 and the bridge.
         name: model name.
         dtype: Keras dtype policy name (e.g. ``"mixed_bfloat16"``) or None.
+        folded: leave out the batch norms that directly follow a convolution
+            (``enc1_mid_bn`` and each block's ``pre2_bn``), for an inference
+            copy whose convolutions carry them (:mod:`roadseg.fused`).
 
     Returns:
         An uncompiled ``keras.Model`` mapping ``(N, H, W, bands)`` to
@@ -138,14 +142,15 @@ def build_resunet(
     def conv(x: Any, width_: int, size: int, stride: int, lname: str) -> Any:
         return layers.Conv2D(width_, size, strides=stride, padding="same", name=lname, **kw)(x)
 
-    def bn_relu(x: Any, prefix: str) -> Any:
-        x = layers.BatchNormalization(name=f"{prefix}_bn", **kw)(x)
+    def bn_relu(x: Any, prefix: str, after_conv: bool = False) -> Any:
+        if not (folded and after_conv):
+            x = layers.BatchNormalization(name=f"{prefix}_bn", **kw)(x)
         return layers.Activation("relu", name=f"{prefix}_relu", **kw)(x)
 
     def residual_block(x: Any, width_: int, stride: int, prefix: str) -> Any:
         y = bn_relu(x, f"{prefix}_pre1")
         y = conv(y, width_, 3, stride, f"{prefix}_conv1")
-        y = bn_relu(y, f"{prefix}_pre2")
+        y = bn_relu(y, f"{prefix}_pre2", after_conv=True)
         y = conv(y, width_, 3, 1, f"{prefix}_conv2")
         shortcut = conv(x, width_, 1, stride, f"{prefix}_shortcut")
         return layers.Add(name=f"{prefix}_add", **kw)([y, shortcut])
@@ -153,7 +158,7 @@ def build_resunet(
     inputs = keras.Input(shape=(height, width, bands), name="image")
     # Stem (encoder level 1): no pre-activation on the raw image.
     x = conv(inputs, filters[0], 3, 1, "enc1_conv1")
-    x = bn_relu(x, "enc1_mid")
+    x = bn_relu(x, "enc1_mid", after_conv=True)
     x = conv(x, filters[0], 3, 1, "enc1_conv2")
     shortcut = conv(inputs, filters[0], 1, 1, "enc1_shortcut")
     enc1 = layers.Add(name="enc1_add", **kw)([x, shortcut])

@@ -42,6 +42,7 @@ from roadseg import __version__, interrupt
 from roadseg import encoding as enc
 from roadseg.blending import PIECE_ROWS, WEIGHT_CHUNK_PX, RowBlender
 from roadseg.errors import RoadsegError, UnsupportedRasterError
+from roadseg.fused import inference_network
 from roadseg.inference import (
     ACTIVATIONS_PER_LEVEL,
     DEFAULT_MAX_MEMORY,
@@ -61,7 +62,7 @@ from roadseg.inference import (
 )
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
-from roadseg.precision import PRECISIONS, resolve_precision, with_precision
+from roadseg.precision import PRECISIONS, resolve_precision
 from roadseg.preprocess import compute_normalizer, select_bands
 from roadseg.preview import PREVIEW_SIDE, write_preview
 from roadseg.raster_io import (
@@ -316,7 +317,7 @@ def prepare_run(
     if infer_fn is None:
         configure_devices()
         precision = resolve_precision(options.precision)
-        network = with_precision(model.model, precision)
+        network = inference_network(model.model, info.filters, info.bands, precision)
         infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
         dtype_bytes = 2 if precision in ("float16", "bfloat16") else 4
         if options.batch_size is None:
