@@ -338,6 +338,9 @@ def prepare_run(
         enc.TAG_TTA: options.tta,
         enc.TAG_VALUE: enc.probability_value(options.as_float),
     }
+    # Never more tiles a call than the raster has: calls are padded to the batch
+    # size (HalvingInfer), which must not make a small raster pay for blanks.
+    batch = max(1, min(batch, len(plan.rows) * len(plan.cols)))
     return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
 
 
