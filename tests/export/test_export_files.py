@@ -1,0 +1,127 @@
+"""Tests for roadseg.export.files: export_model, the call behind roadseg export."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from roadseg.errors import ExportError, MissingDependencyError, ModelError, OutputError
+from roadseg.export import files
+from roadseg.export.files import export_model
+from roadseg.export.metadata import read_metadata, read_model_info
+from roadseg.model import read_model_info as read_keras_info
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+
+def test_onnx_export_of_a_model_file(tiny_model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "tiny.onnx"
+    result = export_model(tiny_model_file, out)
+    assert result.path == out and result.files == (out,) and result.format == "onnx"
+    assert result.input_shape == ("batch", 3, 64, 64)  # the model's tile size
+    assert (result.batch_norms_folded, result.batch_norms_kept) == (7, 6)
+    assert result.check.runtime == "onnxruntime" and result.check.max_abs < 1e-4
+    assert result.check.tiles == files.CHECK_TILES
+
+    proto = onnx.load(str(out))
+    assert read_metadata(proto) == result.metadata
+    assert read_model_info(proto) == read_keras_info(tiny_model_file)
+    assert json.loads(result.metadata["resolution"]) == pytest.approx(50.0)
+    assert "tiny.keras" in proto.doc_string
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # no temporaries
+
+
+def test_dynamic_and_fixed_sizes(tiny_model_file: Path, tmp_path: Path) -> None:
+    dynamic = export_model(tiny_model_file, tmp_path / "d.onnx", dynamic=True)
+    assert dynamic.input_shape == ("batch", 3, "height", "width")
+    fixed = export_model(tiny_model_file, tmp_path / "f.onnx", tile_size=128)
+    assert fixed.input_shape == ("batch", 3, 128, 128)
+    assert fixed.check.tile_size == 128
+    with pytest.raises(ExportError, match="not both"):
+        export_model(tiny_model_file, tmp_path / "x.onnx", tile_size=128, dynamic=True)
+
+
+def test_openvino_export(tiny_model_file: Path, tmp_path: Path) -> None:
+    pytest.importorskip("openvino")
+    from roadseg.export.openvino_ir import read_rt_metadata
+
+    out = tmp_path / "tiny.xml"
+    result = export_model(tiny_model_file, out, fmt="openvino")
+    assert result.files == (out, tmp_path / "tiny.bin")
+    assert result.check.runtime == "openvino" and result.check.max_abs < 1e-4
+    assert read_rt_metadata(out) == result.metadata
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.bin", "tiny.xml"]
+
+
+def test_existing_output_needs_overwrite(tiny_model_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+    with pytest.raises(OutputError, match="already exists; use --overwrite"):
+        export_model(tiny_model_file, out)
+    assert out.read_bytes() == b"old"
+    export_model(tiny_model_file, out, overwrite=True)
+    assert onnx.load(str(out)).graph.node
+
+
+def test_existing_bin_of_an_ir_needs_overwrite(tiny_model_file: Path, tmp_path: Path) -> None:
+    (tmp_path / "m.bin").write_bytes(b"old")
+    with pytest.raises(OutputError, match=r"m\.bin already exists"):
+        export_model(tiny_model_file, tmp_path / "m.xml", fmt="openvino")
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "words"),
+    [
+        ("m.xml", "onnx", "use -o NAME.onnx"),
+        ("m.onnx", "openvino", "use -o NAME.xml"),
+        ("missing/m.onnx", "onnx", "does not exist"),
+    ],
+)
+def test_bad_outputs(tiny_model_file: Path, tmp_path: Path, name, fmt, words) -> None:
+    with pytest.raises(OutputError, match=words):
+        export_model(tiny_model_file, tmp_path / name, fmt=fmt)
+
+
+def test_unknown_format_and_bad_model(tmp_path: Path) -> None:
+    with pytest.raises(ExportError, match="unknown export format"):
+        export_model(None, tmp_path / "m.onnx", fmt="tflite")
+    with pytest.raises(ModelError, match="does not exist"):
+        export_model(tmp_path / "none.keras", tmp_path / "m.onnx")
+
+
+def test_disagreeing_export_writes_nothing(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(files, "TOLERANCE", -1.0)  # any difference is too much
+    with pytest.raises(ExportError, match="nothing was written"):
+        export_model(tiny_model_file, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_onnx_says_how_to_install(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # import onnx raises ImportError
+    with pytest.raises(MissingDependencyError) as info:
+        export_model(tiny_model_file, tmp_path / "m.onnx")
+    assert str(info.value) == 'roadseg export needs the onnx package: pip install "roadseg[onnx]"'
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_openvino_says_how_to_install(
+    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(MissingDependencyError, match=r'pip install "roadseg\[openvino\]"'):
+        export_model(tiny_model_file, tmp_path / "m.xml", fmt="openvino")
+
+
+def test_bundled_model_export(tmp_path: Path) -> None:
+    result = export_model(None, tmp_path / "roads.onnx")
+    assert result.input_shape == ("batch", 3, 224, 224)
+    assert result.check.max_abs < 1e-4
+    assert json.loads(result.metadata["resolution"]) == pytest.approx(60.0)
