@@ -74,11 +74,13 @@ def export(
          model type (Segmentor) and tile size are read from the file.
       2. Click "Load default parameters": resolution (cm/px), overlap
          (%) and the probability threshold are filled in.
-      3. Input layer: an RGB uint8 orthophoto; Run.
-    Deepness divides pixel values by 255. roadseg predict does that for uint8
-    images but stretches other dtypes (16-bit, float) between each band's 2nd
-    and 98th percentile: convert those to an 8-bit stretched RGB first
-    (QGIS: Raster > Conversion > Translate, with scaling), or use roadseg predict.
+      3. Input layer: a stretched 8-bit RGB image (see below); Run.
+    Deepness divides pixel values by 255. roadseg normalises as the model file
+    says: the bundled model stretches each band between its 2nd and 98th
+    percentile, whatever the dtype ('auto' models do so for non-uint8 data).
+    Plain /255 pixels change the roads found, so give Deepness a stretched
+    8-bit image: Symbology 'Cumulative count cut' 2-98 %, then Export > Save
+    As... > Rendered image. The README has the details.
 
     Needs the optional packages: pip install "roadseg[onnx]" (onnx and
     onnxruntime) or "roadseg[openvino]" for --format openvino.
