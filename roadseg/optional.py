@@ -21,9 +21,10 @@ EXTRAS = {
 }
 
 
-def install_hint(module: str) -> str:
-    """The pip command that installs ``module`` with roadseg."""
-    return f'pip install "roadseg[{EXTRAS.get(module, module)}]"'
+def install_hint(module: str, extra: str | None = None) -> str:
+    """The pip command that installs ``module`` with roadseg (through ``extra``,
+    default: the module's own extra)."""
+    return f'pip install "roadseg[{extra or EXTRAS.get(module, module)}]"'
 
 
 def is_installed(module: str) -> bool:
@@ -34,8 +35,11 @@ def is_installed(module: str) -> bool:
         return False
 
 
-def require(module: str, purpose: str) -> ModuleType:
+def require(module: str, purpose: str, extra: str | None = None) -> ModuleType:
     """Import ``module`` for ``purpose`` (e.g. ``"roadseg export"``).
+
+    ``extra`` names the pip extra to suggest when the purpose has its own
+    (onnx for ``--format openvino`` comes with ``roadseg[openvino]``).
 
     Raises:
         MissingDependencyError: the package is not installed, with the pip
@@ -45,5 +49,5 @@ def require(module: str, purpose: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError:
         raise MissingDependencyError(
-            f"{purpose} needs the {module} package: {install_hint(module)}"
+            f"{purpose} needs the {module} package: {install_hint(module, extra)}"
         ) from None

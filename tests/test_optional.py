@@ -31,3 +31,11 @@ def test_missing_module_says_what_needs_it_and_how(monkeypatch: pytest.MonkeyPat
 )
 def test_each_module_has_its_extra(module: str, extra: str) -> None:
     assert install_hint(module) == f'pip install "roadseg[{extra}]"'
+
+
+def test_a_purpose_can_name_its_own_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(
+        MissingDependencyError, match=r'onnx package: pip install "roadseg\[openvino\]"'
+    ):
+        require("onnx", "roadseg export --format openvino", "openvino")

@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 #: The engines :func:`network_fn` runs (TensorFlow is roadseg's own path).
 ENGINES = ("onnxruntime", "openvino")
-#: The modules each engine needs (the converter needs onnx).
-ENGINE_MODULES = {"onnxruntime": ("onnx", "onnxruntime"), "openvino": ("onnx", "openvino")}
+#: The modules each engine needs, its own first (the converter needs onnx).
+ENGINE_MODULES = {"onnxruntime": ("onnxruntime", "onnx"), "openvino": ("openvino", "onnx")}
+#: The pip extra that installs each engine with onnx.
+ENGINE_EXTRAS = {"onnxruntime": "onnx", "openvino": "openvino"}
 #: The precisions each engine accepts: onnxruntime's CPU convolutions are
 #: float32 only; OpenVINO's CPU plugin runs float32 or its default (bfloat16
 #: where the CPU has it), which ``auto`` and ``bfloat16`` both mean.
@@ -160,7 +162,7 @@ def network_fn(
         )
     purpose = f"the {engine} engine"
     for module in ENGINE_MODULES[engine]:
-        require(module, purpose)
+        require(module, purpose, ENGINE_EXTRAS[engine])
     if threads is None:
         threads = engine_threads()
     elif threads < 1:

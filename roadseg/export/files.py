@@ -115,12 +115,15 @@ def export_model(
         check_output(target, overwrite=overwrite, what="export")
 
     # Every package before the model loads: a missing one fails in a second.
-    purpose = "roadseg export" + (" --format openvino" if fmt == "openvino" else "")
-    require("onnx", purpose)
     if fmt == "openvino":
+        purpose = "roadseg export --format openvino"
         require("openvino", purpose)
-    elif default_runtime() is None:
-        require("onnxruntime", purpose + " (to check the export)")
+        require("onnx", purpose, "openvino")
+    else:
+        purpose = "roadseg export"
+        require("onnx", purpose)
+        if default_runtime() is None:
+            require("onnxruntime", purpose + " (to check the export)")
 
     loaded = load_model(model)
     size = None if dynamic else (tile_size or loaded.info.tile_size)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,11 +15,16 @@ from roadseg.export.files import export_model
 from roadseg.export.metadata import read_metadata, read_model_info
 from roadseg.model import read_model_info as read_keras_info
 
-onnx = pytest.importorskip("onnx")
-pytest.importorskip("onnxruntime")
+
+@pytest.fixture
+def onnx() -> Any:
+    """The onnx module; skips the test without onnx and onnxruntime (the tests
+    of bad outputs and missing packages run without them)."""
+    pytest.importorskip("onnxruntime")
+    return pytest.importorskip("onnx")
 
 
-def test_onnx_export_of_a_model_file(tiny_model_file: Path, tmp_path: Path) -> None:
+def test_onnx_export_of_a_model_file(onnx: Any, tiny_model_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "tiny.onnx"
     result = export_model(tiny_model_file, out)
     assert result.path == out and result.files == (out,) and result.format == "onnx"
@@ -35,7 +41,7 @@ def test_onnx_export_of_a_model_file(tiny_model_file: Path, tmp_path: Path) -> N
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.onnx"]  # no temporaries
 
 
-def test_dynamic_and_fixed_sizes(tiny_model_file: Path, tmp_path: Path) -> None:
+def test_dynamic_and_fixed_sizes(onnx: Any, tiny_model_file: Path, tmp_path: Path) -> None:
     dynamic = export_model(tiny_model_file, tmp_path / "d.onnx", dynamic=True)
     assert dynamic.input_shape == ("batch", 3, "height", "width")
     fixed = export_model(tiny_model_file, tmp_path / "f.onnx", tile_size=128)
@@ -45,7 +51,7 @@ def test_dynamic_and_fixed_sizes(tiny_model_file: Path, tmp_path: Path) -> None:
         export_model(tiny_model_file, tmp_path / "x.onnx", tile_size=128, dynamic=True)
 
 
-def test_openvino_export(tiny_model_file: Path, tmp_path: Path) -> None:
+def test_openvino_export(onnx: Any, tiny_model_file: Path, tmp_path: Path) -> None:
     pytest.importorskip("openvino")
     from roadseg.export.openvino_ir import read_rt_metadata
 
@@ -57,7 +63,7 @@ def test_openvino_export(tiny_model_file: Path, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.bin", "tiny.xml"]
 
 
-def test_existing_output_needs_overwrite(tiny_model_file: Path, tmp_path: Path) -> None:
+def test_existing_output_needs_overwrite(onnx: Any, tiny_model_file: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.onnx"
     out.write_bytes(b"old")
     with pytest.raises(OutputError, match="already exists; use --overwrite"):
@@ -86,15 +92,18 @@ def test_bad_outputs(tiny_model_file: Path, tmp_path: Path, name, fmt, words) ->
         export_model(tiny_model_file, tmp_path / name, fmt=fmt)
 
 
-def test_unknown_format_and_bad_model(tmp_path: Path) -> None:
+def test_unknown_format(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match="unknown export format"):
         export_model(None, tmp_path / "m.onnx", fmt="tflite")
+
+
+def test_missing_model_file(onnx: Any, tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="does not exist"):
         export_model(tmp_path / "none.keras", tmp_path / "m.onnx")
 
 
 def test_disagreeing_export_writes_nothing(
-    tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    onnx: Any, tiny_model_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(files, "TOLERANCE", -1.0)  # any difference is too much
     with pytest.raises(ExportError, match="nothing was written"):
@@ -120,7 +129,7 @@ def test_missing_openvino_says_how_to_install(
         export_model(tiny_model_file, tmp_path / "m.xml", fmt="openvino")
 
 
-def test_bundled_model_export(tmp_path: Path) -> None:
+def test_bundled_model_export(onnx: Any, tmp_path: Path) -> None:
     result = export_model(None, tmp_path / "roads.onnx")
     assert result.input_shape == ("batch", 3, 224, 224)
     assert result.check.max_abs < 1e-4
