@@ -134,3 +134,33 @@ def test_bundled_model_export(onnx: Any, tmp_path: Path) -> None:
     assert result.input_shape == ("batch", 3, 224, 224)
     assert result.check.max_abs < 1e-4
     assert json.loads(result.metadata["resolution"]) == pytest.approx(60.0)
+
+
+def test_deepness_reads_the_export(onnx: Any, tiny_model_file: Path, tmp_path: Path) -> None:
+    """What Deepness's ModelBase and Segmentor read from the file through
+    onnxruntime (qgis-plugin-deepness, deepness/processing/models/)."""
+    import numpy as np
+    import onnxruntime as ort
+
+    out = tmp_path / "tiny.onnx"
+    export_model(tiny_model_file, out)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (model_input,) = session.get_inputs()
+    (model_output,) = session.get_outputs()
+    # One input [BATCH_SIZE, CHANNELS, SIZE_PX, SIZE_PX], square, batch dynamic (a str).
+    assert isinstance(model_input.shape[0], str)
+    assert model_input.shape[1:] == [3, 64, 64]
+    # One [BATCH_SIZE, 1, SIZE_PX, SIZE_PX] output: Deepness treats it as a sigmoid class.
+    assert model_output.shape[1:] == [1, 64, 64]
+    meta = {k: json.loads(v) for k, v in session.get_modelmeta().custom_metadata_map.items()}
+    assert str(meta["model_type"]).capitalize() == "Segmentor"
+    assert meta["class_names"] == {"0": "road"}
+    assert int(meta["tile_size"]) == int(meta["tiles_size"]) == model_input.shape[-1]
+    assert float(meta["resolution"]) == pytest.approx(50.0)
+    assert 0 < int(meta["tiles_overlap"]) < 100
+    assert 0 < float(meta["seg_thresh"]) < 1
+    # Deepness's preprocessing: uint8 RGB / 255, NHWC -> NCHW, any batch size.
+    pixels = np.random.default_rng(0).integers(0, 256, (3, 64, 64, 3), dtype=np.uint8)
+    batch = np.transpose(np.float32(pixels * (1.0 / 255.0)), (0, 3, 1, 2))
+    (probs,) = session.run(None, {model_input.name: batch})
+    assert probs.shape == (3, 1, 64, 64) and 0.0 <= probs.min() and probs.max() <= 1.0
