@@ -14,7 +14,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from roadseg.errors import RoadsegError
+# MissingDependencyError lives in roadseg.errors (the export engines raise it too);
+# importing it here keeps roadseg.dask_setup.MissingDependencyError working.
+from roadseg.errors import MissingDependencyError, RoadsegError
 
 INSTALL_HINT = 'pip install "roadseg[dask]"'
 
@@ -42,10 +44,6 @@ def check_workers_or_scheduler(workers: int | None, scheduler: str | None) -> No
     """
     if workers is not None and scheduler is not None:
         raise RoadsegError(WORKERS_OR_SCHEDULER)
-
-
-class MissingDependencyError(RoadsegError, ImportError):
-    """An optional dependency (Dask) is not installed."""
 
 
 #: Thread counts set in this process by :func:`configure_threads` (at most one).

@@ -35,3 +35,16 @@ class DatasetError(RoadsegError, ValueError):
 
 class VectorError(RoadsegError, ValueError):
     """A vector input or output is invalid."""
+
+
+class MissingDependencyError(RoadsegError, ImportError):
+    """An optional package (Dask, onnx, onnxruntime, OpenVINO) is not installed."""
+
+
+class ExportError(RoadsegError, ValueError):
+    """The model cannot be exported: a layer the converter does not know, or an
+    export that does not agree with the Keras model."""
+
+
+class EngineError(RoadsegError, ValueError):
+    """An inference engine cannot run as asked (unknown engine, precision or input)."""

@@ -129,3 +129,44 @@ def scheduler(request: pytest.FixtureRequest, _local_cluster: Any) -> Iterator[s
     cloudpickle.register_pickle_by_value(request.module)
     yield _local_cluster.scheduler_address
     cloudpickle.unregister_pickle_by_value(request.module)
+
+
+#: The widths of the tiny ResUNet the export and engine tests convert.
+TINY_FILTERS = (4, 8, 8, 16)
+
+
+@pytest.fixture(scope="session")
+def tiny_resunet() -> Any:
+    """A ResUNet of widths (4, 8, 8, 16), free height and width, 3 bands, with
+    random batch-norm statistics (gamma, beta, moving mean and variance), so
+    that folding them into convolutions is really exercised."""
+    from roadseg.model import build_resunet
+
+    model = build_resunet((None, None, 3), filters=TINY_FILTERS)
+    rng = np.random.default_rng(15)
+    for layer in model.layers:
+        if type(layer).__name__ == "BatchNormalization":
+            channels = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, channels))
+            layer.beta.assign(rng.normal(0.0, 0.3, channels))
+            layer.moving_mean.assign(rng.normal(0.0, 0.3, channels))
+            layer.moving_variance.assign(rng.uniform(0.3, 2.0, channels))
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_model_file(tiny_resunet: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """:func:`tiny_resunet` saved as a roadseg model file (tile 64, GSD 0.5 m)."""
+    from roadseg.model import ModelInfo, save_model
+
+    info = ModelInfo(
+        bands=3,
+        normalization="percentile",
+        tile_size=64,
+        gsd=0.5,
+        threshold=0.45,
+        filters=TINY_FILTERS,
+        provenance={"trained_by": "tests/conftest.py", "note": "random weights"},
+    )
+    path = tmp_path_factory.mktemp("tiny") / "tiny.keras"
+    return save_model(tiny_resunet, path, info)

@@ -36,6 +36,7 @@ def cli() -> None:
       roadseg vectorize ortho_roads.tif -o roads.gpkg
       roadseg evaluate ortho_roads.tif truth_mask.tif
       roadseg train --data my_dataset/ -o my_model.keras
+      roadseg export my_model.keras -o my_model.onnx   # for QGIS Deepness
 
     Run 'roadseg COMMAND --help' for each command's options.
     """
@@ -74,7 +75,7 @@ def _register() -> None:
     from roadseg.cli import predict as _predict
 
     cli.add_command(_predict.predict)
-    for name in ("vectorize", "evaluate", "train"):
+    for name in ("vectorize", "evaluate", "train", "export"):
         try:
             module = __import__(f"roadseg.cli.{name}", fromlist=[name])
         except ModuleNotFoundError as exc:  # command not built yet in this checkout
