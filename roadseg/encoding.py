@@ -45,6 +45,8 @@ TAG_NORMALIZATION = "ROADSEG_NORMALIZATION"
 TAG_THRESHOLD = "ROADSEG_THRESHOLD"
 TAG_PRECISION = "ROADSEG_PRECISION"
 TAG_TTA = "ROADSEG_TTA"
+#: Written only when an engine other than TensorFlow computed the probabilities.
+TAG_ENGINE = "ROADSEG_ENGINE"
 #: Which encoding a file holds: see :func:`probability_value` and :func:`mask_value`.
 TAG_VALUE = "ROADSEG_VALUE"
 # Written when the input was read at the model's ground sample distance.

@@ -168,6 +168,7 @@ class PredictOptions:
     progress: bool = False
     resume: bool = False
     max_memory: int = DEFAULT_MAX_MEMORY
+    engine: str = "tensorflow"
 
 
 @dataclass(frozen=True)
@@ -314,11 +315,9 @@ def prepare_run(
     )
     precision = "identity"
     batch = options.batch_size or DEFAULT_BATCH
+    engine = "tensorflow"
     if infer_fn is None:
-        configure_devices()
-        precision = resolve_precision(options.precision)
-        network = inference_network(model.model, info.filters, info.bands, precision)
-        infer_fn = make_infer_fn(network, tile, info.bands, options.tta)
+        infer_fn, engine, precision = _network(model, tile, options)
         dtype_bytes = 2 if precision in ("float16", "bfloat16") else 4
         if options.batch_size is None:
             batch = starting_batch_size(DEFAULT_BATCH, tile, info.filters, dtype_bytes)
@@ -338,10 +337,37 @@ def prepare_run(
         enc.TAG_TTA: options.tta,
         enc.TAG_VALUE: enc.probability_value(options.as_float),
     }
+    if engine != "tensorflow":
+        tags[enc.TAG_ENGINE] = engine
     # Never more tiles a call than the raster has: calls are padded to the batch
     # size (HalvingInfer), which must not make a small raster pay for blanks.
     batch = max(1, min(batch, len(plan.rows) * len(plan.cols)))
     return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
+
+
+def _network(
+    model: LoadedModel, tile: int, options: PredictOptions
+) -> tuple[Callable[[np.ndarray], np.ndarray], str, str]:
+    """The inference function of ``options.engine`` (with ``options.tta``), the
+    engine and the precision it runs.
+
+    Raises:
+        EngineError: an engine that cannot run the precision asked for.
+        MissingDependencyError: the engine's packages are not installed.
+    """
+    from roadseg.engines import network_fn, resolve_engine
+
+    info = model.info
+    engine = resolve_engine(options.engine)
+    if engine == "tensorflow":
+        configure_devices()
+        precision = resolve_precision(options.precision)
+        network = inference_network(model.model, info.filters, info.bands, precision)
+        return make_infer_fn(network, tile, info.bands, options.tta), engine, precision
+    call = network_fn(model, engine, options.precision)
+    transforms = tta_transforms(options.tta)
+    infer = call if len(transforms) == 1 else with_tta(call, transforms)
+    return infer, engine, call.precision
 
 
 def batch_within_memory(

@@ -119,6 +119,16 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
 )
 @click.option(
+    "--engine",
+    type=click.Choice(["auto", "tensorflow", "onnxruntime", "openvino"]),
+    default="tensorflow",
+    show_default=True,
+    help="What runs the network. onnxruntime (float32 only) and openvino (bfloat16 on CPUs "
+    'that have it) are optional: pip install "roadseg[onnx]" or "roadseg[openvino]". '
+    "auto: openvino when installed, else tensorflow. The engines agree with TensorFlow "
+    "float32 within the README's bounds, not bit for bit.",
+)
+@click.option(
     "--tta",
     cls=LibraryDefault,
     default_from="roadseg.predict:PredictOptions.tta",
@@ -178,6 +188,7 @@ def predict(
     preview_path: str | None,
     as_float: bool,
     precision: str,
+    engine: str,
     tta: str,
     gsd: float | None,
     resample: bool,
@@ -226,14 +237,15 @@ def predict(
       roadseg predict @tiles.txt --output-dir out --scheduler tcp://10.0.0.5:8786
       roadseg predict huge.tif --workers 2     # one big raster: split in row regions
     """
-    from roadseg.predict import PredictOptions
+    from roadseg.predict import DEFAULT_MAX_MEMORY, PredictOptions
 
     _check_sizes(batch_size, tile_size, overlap)
     options = PredictOptions(
         tile_size=tile_size,
         overlap=overlap,
         batch_size=batch_size,
-        **({"max_memory": max_memory} if max_memory is not None else {}),
+        max_memory=DEFAULT_MAX_MEMORY if max_memory is None else max_memory,
+        engine=engine,
         bands=bands,
         threshold=threshold,
         mask_path=Path(mask_path) if mask_path else None,

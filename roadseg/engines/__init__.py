@@ -47,12 +47,15 @@ ENGINE_PRECISIONS = {
 THREADS_ENV = "ROADSEG_ENGINE_THREADS"
 
 __all__ = [
+    "AUTO_ORDER",
     "ENGINES",
+    "PREDICT_ENGINES",
     "THREADS_ENV",
     "EngineFunction",
     "available_engines",
     "engine_threads",
     "network_fn",
+    "resolve_engine",
 ]
 
 
@@ -197,3 +200,26 @@ def network_fn(
         version=ov_engine.version(),
         _run=lambda x: ov_engine.run_compiled(compiled, x),
     )
+
+
+#: What ``roadseg predict --engine`` accepts.
+PREDICT_ENGINES = ("auto", "tensorflow", *ENGINES)
+#: ``auto``'s order of preference among the installed engines, from
+#: ``scripts/bench_cpu_limit.py`` on this project's CPUs; each engine listed
+#: here has its agreement with float32 TensorFlow tested in tests/engines/.
+AUTO_ORDER = ("openvino", "tensorflow")
+
+
+def resolve_engine(engine: str) -> str:
+    """``auto`` -> the first engine of :data:`AUTO_ORDER` that is installed;
+    other names as they are.
+
+    Raises:
+        EngineError: an unknown engine.
+    """
+    if engine not in PREDICT_ENGINES:
+        raise EngineError(f"unknown engine {engine!r}; choose one of {', '.join(PREDICT_ENGINES)}")
+    if engine != "auto":
+        return engine
+    installed = set(available_engines()) | {"tensorflow"}
+    return next(e for e in AUTO_ORDER if e in installed)
