@@ -66,7 +66,7 @@ from roadseg.data import (
 )
 from roadseg.data.road_crops import RoadCropReader
 from roadseg.data.road_data import RoadDataset, scan_road_dataset
-from roadseg.data.roads import WidthRule, load_width_table
+from roadseg.data.roads import WidthRule
 from roadseg.errors import ModelError, OutputError, RoadsegError
 from roadseg.metrics import DEFAULT_THRESHOLD
 from roadseg.model import (
@@ -384,10 +384,10 @@ def scan_roads(
     Raises:
         DatasetError: no rasters, an unreadable layer or width table.
     """
-    rule = WidthRule(
+    rule = WidthRule.from_options(
         width_m=config.roads_width_m,
         field=config.width_field,
-        table=load_width_table(config.width_table),
+        table=config.width_table,
         fallback_m=config.road_width_m,
     )
     return scan_road_dataset(
@@ -396,6 +396,7 @@ def scan_roads(
         layer=config.layer,
         rule=rule,
         aoi=config.aoi,
+        half=config.half,
         tile_size=tile_size,
         block_m=config.val_block_m,
         val_fraction=config.val_fraction,

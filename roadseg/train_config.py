@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadseg.data import DatasetReport, LabelRule
+from roadseg.data import DEFAULT_ROAD_WIDTH_M, DatasetReport, LabelRule
+from roadseg.data.aoi_split import HALVES
 from roadseg.model import ModelInfo
 from roadseg.precision import PRECISIONS
 from roadseg.preprocess import NORMALIZATIONS
@@ -148,6 +149,9 @@ class TrainConfig:
         width_table: JSON or CSV file overriding the ``highway`` width table.
         aoi: polygons limiting where the road layer is trusted.
         val_block_m: side of the spatial validation blocks, in metres.
+        half: train on one half of each raster only (``upper``, ``lower``,
+            ``left``, ``right``; see :func:`roadseg.data.aoi_split.half_window`),
+            within ``aoi`` when both are given.
     """
 
     data: Path
@@ -166,7 +170,7 @@ class TrainConfig:
     seed: int = 0
     road_color: tuple[int, int, int] | None = None
     road_value: int | None = None
-    road_width_m: float = 4.0
+    road_width_m: float = DEFAULT_ROAD_WIDTH_M
     gsd: float | None = None
     gsd_range: tuple[float, float] | None = None
     normalization: str | None = None
@@ -182,6 +186,7 @@ class TrainConfig:
     width_table: Path | None = None
     aoi: Path | None = None
     val_block_m: float = 256.0
+    half: str | None = None
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -220,6 +225,8 @@ class TrainConfig:
             raise ValueError(f"road width must be positive, got {self.roads_width_m} m")
         if not self.val_block_m > 0:
             raise ValueError(f"the validation block must be positive, got {self.val_block_m} m")
+        if self.half is not None and self.half not in HALVES:
+            raise ValueError(f"half must be one of {', '.join(HALVES)}, got {self.half!r}")
 
     @property
     def run_folder(self) -> Path:
