@@ -32,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from roadseg.train import EpochReport, RunStart, TrainConfig, TrainResult
 
 #: The names of roadseg.train.PRESETS, for --preset's choices without importing it.
-PRESET_NAMES = ("default", "paper")
+PRESET_NAMES = ("default", "paper", "finetune")
 
 
 def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -114,11 +114,15 @@ def _gsd_range(
 @click.option(
     "--preset",
     cls=LibraryDefault,
-    default_from="roadseg.train:TrainConfig.preset",
+    default_from="roadseg.train_config:FINE_TUNE_PRESET",
+    shown=lambda name: f"{name} with --init, else default",
     type=click.Choice(PRESET_NAMES),
-    help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping. "
-    "paper: the ResUNet paper exactly (MSE, SGD with the learning rate cut tenfold in "
-    "steps, no augmentation); each preset's numbers are the defaults shown below.",
+    help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping on the "
+    "validation loss. paper: the ResUNet paper exactly (MSE, SGD with the learning rate "
+    "cut tenfold in steps, no augmentation). finetune, for a model given with --init on a "
+    "CPU: the default recipe at a lower learning rate in a few short epochs, stopped when "
+    "validation F1 (on the spatial blocks with --roads) has not risen for --patience "
+    "epochs, the best epoch kept. Each preset's numbers are the defaults shown below.",
 )
 @click.option(
     "--epochs",
@@ -249,7 +253,8 @@ def _gsd_range(
     default_from="roadseg.train:PRESETS",
     shown=_per_preset("patience"),
     type=click.IntRange(min=0),
-    help="Stop after this many epochs without a better validation loss; 0 = never.",
+    help="Stop after this many epochs without a better validation loss (validation F1 "
+    "with the finetune preset) and keep the best epoch; 0 = never.",
 )
 @click.option("--no-augment", is_flag=True, help="No flips, rotations, scale or colour changes.")
 @click.option(
@@ -270,7 +275,7 @@ def train(
     val_block_m: float,
     output: str,
     run_dir: str | None,
-    preset: str,
+    preset: str | None,
     epochs: int | None,
     batch_size: int | None,
     steps_per_epoch: int | None,
@@ -510,6 +515,9 @@ def _echo_start(start: RunStart) -> None:
         line += f", resuming after epoch {start.initial_epoch}"
     if plan.init_info:
         line += f", from {Path(plan.init_info['path']).name}"
+    line += f", lr {plan.lr:g}"
+    if plan.patience:
+        line += f"; stops after {plan.patience} epochs without a better {plan.preset.monitor}"
     click.echo(line, err=True)
     click.echo(f"Run folder: {start.run_dir}", err=True)
 
@@ -518,15 +526,30 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
+def _duration(seconds: float) -> str:
+    """``2m05s``, ``1h02m`` or ``40s``."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
 def _echo_epoch(epoch: EpochReport) -> None:
     logs = epoch.logs
     parts = [
         f"epoch {epoch.epoch}/{epoch.epochs}",
         f"loss {_fmt(logs.get('loss'))}",
         f"val_loss {_fmt(logs.get('val_loss'))}",
+        f"val_f1 {_fmt(logs.get('val_f1'))}",
         f"val_iou {_fmt(logs.get('val_iou'))}",
-        f"{epoch.seconds:.0f} s",
+        f"{_duration(epoch.seconds)}",
     ]
+    if epoch.stopping:
+        parts.append("early stop")
+    elif epoch.epoch < epoch.epochs:
+        parts.append(f"ETA {_duration(epoch.eta_seconds)}")
     click.echo(" | ".join(parts) + (" *best*" if epoch.best else ""), err=True)
 
 
