@@ -178,9 +178,7 @@ def choose_mode(
 )
 @overwrite_opt
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no 'Wrote' note.")
-@click.pass_context
 def evaluate(
-    ctx: click.Context,
     pred: str | None,
     truth: str | None,
     threshold: float,
@@ -253,9 +251,6 @@ def evaluate(
     dataset is predicted as 'roadseg predict' would and scored against its
     mask; the report is pooled over all pixels (as the field reports a test
     set) and lists each image. The threshold defaults to the model's.
-      roadseg evaluate tile_roads.tif tile_mask.tif --rho 0 --threshold 0.4
-      roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
-      roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
 
     With --data RASTERS --roads LAYER, the rasters (one, a folder, a glob, a
     VRT or @list.txt) are predicted as 'roadseg predict' runs them and scored
@@ -266,6 +261,12 @@ def evaluate(
     over the rasters, and include the best F1 over all thresholds. The
     predictions are also vectorized and their network scored against the
     lines inside the same area (--no-network skips it).
+
+    \b
+    More examples:
+      roadseg evaluate tile_roads.tif tile_mask.tif --rho 0 --threshold 0.4
+      roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
+      roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
       roadseg evaluate --model mine.keras --data ortho.tif --roads roads.gpkg --half lower
       roadseg evaluate --data 'tiles/*.tif' --roads osm.gpkg --aoi area.gpkg --json
     """
