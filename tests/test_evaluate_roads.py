@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -304,3 +305,29 @@ def test_half_names_match_the_library() -> None:
     from roadseg.data.aoi_split import HALVES
 
     assert HALF_NAMES == HALVES
+
+
+def test_rasters_are_pooled_and_read_at_the_models_gsd(
+    scene: tuple[Path, Path, Path], model: LoadedModel, tmp_path: Path
+) -> None:
+    image, _, lines = scene
+    folder = tmp_path / "tiles"
+    folder.mkdir()
+    truth = burned_truth(image, lines)
+    mask_as_image(truth, image, folder / "a.tif")
+    mask_as_image(np.zeros_like(truth), image, folder / "b.tif")  # finds no road
+    result = score(model, folder, lines, rho=0)
+    a, b = (s.result.counts for s in result.rasters)
+    assert [s.raster.name for s in result.rasters] == ["a.tif", "b.tif"]
+    assert a.recall == 1.0 and b.recall == 0.0
+    pooled = result.overall.counts
+    assert pooled.tp == a.tp + b.tp and pooled.fn == a.fn + b.fn
+    assert pooled.total == 2 * SIZE * SIZE
+
+    # A model that works at 1 m reads the 0.5 m raster at half size (as predict does) and
+    # writes back on its grid: every pixel is still scored, and the roads are still found.
+    coarse = dataclasses.replace(model, info=dataclasses.replace(model.info, gsd=1.0))
+    resampled = score(coarse, folder / "a.tif", lines).overall
+    assert resampled.counts.total == SIZE * SIZE
+    assert resampled.relaxed_recall > 0.95 and resampled.relaxed_precision > 0.95
+    assert resampled.f1 < 1.0  # the edges went through the 1 m grid
