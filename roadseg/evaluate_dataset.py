@@ -183,7 +183,7 @@ def evaluate_dataset(
     base = options or PredictOptions()
     run = replace(base, bands=tuple(bands) if bands else base.bands, overwrite=True, progress=False)
     if infer_fn is None:
-        infer_fn = _compile(model, run)
+        infer_fn = compile_infer_fn(model, run)
     overall = MetricsAccumulator(256, rho=rho)
     scores: list[ImageScore] = []
     quiet = _NoCrsFilter()
@@ -227,7 +227,9 @@ class _NoCrsFilter(logging.Filter):
         return "has no CRS" not in record.getMessage()
 
 
-def _compile(model: LoadedModel, options: PredictOptions) -> Callable[[np.ndarray], np.ndarray]:
+def compile_infer_fn(
+    model: LoadedModel, options: PredictOptions
+) -> Callable[[np.ndarray], np.ndarray]:
     """One compiled inference function for every image (as predict builds it)."""
     from roadseg.fused import inference_network
     from roadseg.precision import resolve_precision

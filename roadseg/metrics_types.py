@@ -134,6 +134,15 @@ class ThresholdCurve:
     def relaxed_recall(self) -> NDArray[np.float64]:
         return _ratio(self.relaxed_tp_truth, self.tp + self.fn)  # type: ignore[no-any-return]
 
+    def best_f1(self) -> tuple[float, float]:
+        """``(F1, threshold)`` at the threshold with the highest F1 (the lowest such
+        threshold on a tie); ``(nan, nan)`` for an empty curve."""
+        if not len(self):
+            return math.nan, math.nan
+        f1 = self.f1
+        i = int(np.argmax(f1))
+        return float(f1[i]), float(self.thresholds[i])
+
     def select(self, which: NDArray[Any]) -> ThresholdCurve:
         """The curve at some of its entries (a boolean mask or an index array)."""
         return ThresholdCurve(

@@ -57,7 +57,7 @@ def plot_history(
     """Draw training curves as a PNG with Pillow (no plotting library needed).
 
     Left panel: ``loss`` and ``val_loss`` per epoch; right panel: validation
-    IoU, precision and recall at 0.5. The file is replaced atomically.
+    F1, IoU, precision and recall at 0.5. The file is replaced atomically.
 
     Raises:
         OSError: if the file cannot be written.
@@ -74,6 +74,7 @@ def plot_history(
         (
             "validation at 0.5",
             [
+                ("val_f1", (23, 190, 207)),
                 ("val_iou", (44, 160, 44)),
                 ("val_precision", (148, 103, 189)),
                 ("val_recall", (214, 39, 40)),

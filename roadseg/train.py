@@ -6,11 +6,13 @@ epoch it writes, in the run folder (default ``<model stem>_run/`` beside the
 output model):
 
 * ``checkpoints/last.keras`` and ``checkpoints/best.keras`` (lowest validation
-  loss), both written atomically and including the optimizer state, so
-  ``resume=True`` continues where a run stopped: epoch counter, optimizer
-  moments, iteration count and therefore the learning-rate schedule;
-* ``state.json``: epochs done, best validation loss, early-stopping patience
-  used so far, the history, the seed and the configuration;
+  loss, or highest validation F1 with the ``finetune`` preset), both written
+  atomically and including the optimizer state, so ``resume=True`` continues
+  where a run stopped: epoch counter, optimizer moments, iteration count and
+  therefore the learning-rate schedule;
+* ``state.json``: epochs done, what early stopping watches (``monitor``) and
+  its best value, the patience used so far, the history, the seed, the
+  configuration and the resolved plan (preset, epochs, learning rate...);
 * ``log.csv`` (Keras CSV log), ``curves.png`` (training curves drawn with
   Pillow) and ``tensorboard/`` when the ``tensorboard`` package is installed.
 
@@ -20,10 +22,14 @@ model; the threshold that maximises F1 on the validation crops is chosen
 with the validation metrics, a description of the training data, its ground
 sample distance and how the model was trained.
 
-Two presets: ``default`` (BCE + Dice loss, Adam with a cosine schedule,
-augmentation, early stopping) and ``paper`` (Zhang, Liu & Wang 2018: MSE loss,
-plain SGD, learning rate 0.001 divided by 10 every 20 epochs, 50 epochs,
-batch 8, no augmentation).
+Three presets: ``default`` (BCE + Dice loss, Adam with a cosine schedule,
+augmentation, early stopping on the validation loss), ``paper`` (Zhang, Liu &
+Wang 2018: MSE loss, plain SGD, learning rate 0.001 divided by 10 every 20
+epochs, 50 epochs, batch 8, no augmentation) and ``finetune``, chosen when a run
+starts from a model (``init``) without naming a preset: the default recipe at
+learning rate 3e-4, 8 epochs of 25 batches, stopped after 3 epochs without a
+better validation F1 (on the spatial blocks of a road-layer run), the best epoch
+kept.
 
 The library never prints: Keras' progress bar appears only with
 ``progress=True``, and per-epoch summaries go to an ``on_epoch`` callback.
@@ -66,7 +72,7 @@ from roadseg.data import (
 )
 from roadseg.data.road_crops import RoadCropReader
 from roadseg.data.road_data import RoadDataset, scan_road_dataset
-from roadseg.data.roads import WidthRule, load_width_table
+from roadseg.data.roads import WidthRule
 from roadseg.errors import ModelError, OutputError, RoadsegError
 from roadseg.metrics import DEFAULT_THRESHOLD
 from roadseg.model import (
@@ -138,6 +144,7 @@ __all__ = [
     "TrainConfig",
     "TrainPlan",
     "TrainResult",
+    "f1_from",
     "make_optimizer",
     "make_schedule",
     "plot_history",
@@ -155,6 +162,33 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------------------------
 
 
+def f1_from(precision: float | None, recall: float | None) -> float | None:
+    """F1 of a precision and a recall (0 when both are 0; None when either is missing)."""
+    if precision is None or recall is None:
+        return None
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def _make_f1_logger() -> Any:
+    """A callback that adds ``f1`` and ``val_f1`` (F1 at 0.5 of all the epoch's
+    pixels, from Keras' pooled precision and recall) to the epoch's logs; it goes
+    first, so the CSV log, the run keeper and TensorBoard all see them."""
+    import keras
+
+    class F1Logger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if logs is None:
+                return
+            for prefix in ("", "val_"):
+                f1 = f1_from(
+                    finite(logs.get(f"{prefix}precision")), finite(logs.get(f"{prefix}recall"))
+                )
+                if f1 is not None:
+                    logs[f"{prefix}f1"] = f1
+
+    return F1Logger()
+
+
 def _make_keeper(
     *,
     run_dir: Path,
@@ -162,16 +196,19 @@ def _make_keeper(
     info: ModelInfo,
     epochs: int,
     patience: int,
+    preset: Preset,
     on_epoch: Callable[[EpochReport], None] | None,
 ) -> Any:
     import keras
 
     class RunKeeper(keras.callbacks.Callback):
-        """Checkpoints (last, best), state.json, curves and early stopping."""
+        """Checkpoints (last, best by ``preset.monitor``), state.json, curves and
+        early stopping."""
 
         def __init__(self) -> None:
             super().__init__()
             self.started = time.perf_counter()
+            self.durations: list[float] = []  # epochs of this session (not before a resume)
 
         def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
             self.started = time.perf_counter()
@@ -197,9 +234,18 @@ def _make_keeper(
                 ckpt / "last.keras",
                 dataclasses.replace(info, provenance=prov),
             )
-            val = logs.get("val_loss", logs.get("loss"))
+            if preset.monitor == "val_loss":
+                val = logs.get("val_loss", logs.get("loss"))
+            else:
+                val = logs.get(preset.monitor)
             best = state["best"]
-            improved = val is not None and (best is None or val < best)
+            # An epoch whose training loss is not finite is never the best, whatever
+            # its validation says (its weights are broken).
+            improved = (
+                val is not None
+                and "loss" in logs
+                and (best is None or (val > best if preset.higher_is_better else val < best))
+            )
             if improved:
                 state["best"] = val
                 state["best_epoch"] = done
@@ -208,7 +254,8 @@ def _make_keeper(
             else:
                 state["wait"] += 1
             state["epoch"] = done
-            if patience and state["wait"] >= patience and done < epochs:
+            stopping = bool(patience and state["wait"] >= patience and done < epochs)
+            if stopping:
                 state["stopped_early"] = True
                 self.model.stop_training = True
             write_json_atomic(run_dir / STATE_FILE, state)
@@ -216,8 +263,13 @@ def _make_keeper(
                 plot_history(state["history"], run_dir / "curves.png")
             except OSError as exc:  # a plot is not worth a failed run
                 log.warning("could not draw %s: %s", run_dir / "curves.png", exc)
+            self.durations.append(seconds)
+            # The first epoch of a session also traces and compiles the model: the
+            # later ones say better what an epoch costs.
+            typical = self.durations[1:] or self.durations
+            eta = (0 if stopping else epochs - done) * sum(typical) / len(typical)
             if on_epoch is not None:
-                on_epoch(EpochReport(done, epochs, logs, seconds, improved))
+                on_epoch(EpochReport(done, epochs, logs, seconds, improved, eta, stopping))
 
     return RunKeeper()
 
@@ -384,10 +436,10 @@ def scan_roads(
     Raises:
         DatasetError: no rasters, an unreadable layer or width table.
     """
-    rule = WidthRule(
+    rule = WidthRule.from_options(
         width_m=config.roads_width_m,
         field=config.width_field,
-        table=load_width_table(config.width_table),
+        table=config.width_table,
         fallback_m=config.road_width_m,
     )
     return scan_road_dataset(
@@ -396,6 +448,7 @@ def scan_roads(
         layer=config.layer,
         rule=rule,
         aoi=config.aoi,
+        half=config.half,
         tile_size=tile_size,
         block_m=config.val_block_m,
         val_fraction=config.val_fraction,
@@ -479,6 +532,7 @@ def _start_model(
         "config": config.to_dict(),
         "plan": plan.to_dict(),
         "epoch": 0,
+        "monitor": plan.preset.monitor,
         "best": None,
         "best_epoch": 0,
         "wait": 0,
@@ -587,11 +641,13 @@ def _fit(
         info=base_info,
         epochs=plan.epochs,
         patience=plan.patience,
+        preset=plan.preset,
         on_epoch=on_epoch,
     )
     if initial_epoch > 0:
         trim_csv_log(run_dir / "log.csv", initial_epoch)
     callbacks: list[Any] = [
+        _make_f1_logger(),
         keras.callbacks.TerminateOnNaN(),
         keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=initial_epoch > 0),
         keeper,
@@ -652,7 +708,7 @@ def _final_model(run: _Run) -> Any:
 
 def _final_metrics(run: _Run, final: Any, crops: _CropStreams) -> dict[str, Any]:
     """The final model's threshold and metrics on the validation crops (see
-    :func:`validation_metrics`), with the best validation loss.
+    :func:`validation_metrics`), with the best epoch's validation loss (or F1).
 
     A failed scoring does not fail the run: hours of training must not end
     without a model file, so it is logged and the default threshold is kept.
@@ -677,7 +733,8 @@ def _final_metrics(run: _Run, final: Any, crops: _CropStreams) -> dict[str, Any]
             "validation_error": f"{type(exc).__name__}: {exc}",
         }
     if run.state.get("best") is not None:
-        metrics["val_loss"] = round(float(run.state["best"]), 5)
+        # The best epoch's value of what the run watched (val_loss, or val_f1).
+        metrics[run.plan.preset.monitor] = round(float(run.state["best"]), 5)
     return metrics
 
 

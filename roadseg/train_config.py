@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from roadseg.data import DatasetReport, LabelRule
+from roadseg.data import DEFAULT_ROAD_WIDTH_M, DatasetReport, LabelRule
+from roadseg.data.aoi_split import HALVES
 from roadseg.model import ModelInfo
 from roadseg.precision import PRECISIONS
 from roadseg.preprocess import NORMALIZATIONS
@@ -47,10 +48,13 @@ class Preset:
         steps_per_epoch: batches per epoch; None means one pass over the
             training pixels (their area divided by the crop area and batch).
         augment: random flips, rotations, scale and colour changes.
-        patience: epochs without a better validation loss before stopping
-            early (0: never).
+        patience: epochs without a better ``monitor`` before stopping early
+            (0: never).
         road_focus: share of crops picked for containing road.
         step_epochs: epochs between learning-rate drops of the step schedule.
+        monitor: what early stopping and the best checkpoint watch:
+            ``"val_loss"`` (lower is better) or ``"val_f1"`` (higher is better;
+            F1 at 0.5 of all validation pixels of the epoch).
     """
 
     name: str
@@ -65,7 +69,20 @@ class Preset:
     patience: int
     road_focus: float
     step_epochs: int = 20
+    monitor: str = "val_loss"
 
+    def __post_init__(self) -> None:
+        if self.monitor not in MONITORS:
+            raise ValueError(f"monitor must be one of {', '.join(MONITORS)}, got {self.monitor!r}")
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Whether a larger ``monitor`` is a better epoch."""
+        return self.monitor == "val_f1"
+
+
+#: What ``monitor`` may watch.
+MONITORS = ("val_loss", "val_f1")
 
 PRESETS: dict[str, Preset] = {
     "default": Preset(
@@ -95,7 +112,42 @@ PRESETS: dict[str, Preset] = {
         patience=0,
         road_focus=0.0,
     ),
+    # Fine-tuning a trained model on a laptop CPU (chosen with --init): the default
+    # recipe at a gentler learning rate, in short epochs of fixed length whatever the
+    # area, stopped when validation F1 on the spatial blocks stops rising, the best
+    # epoch kept. 8 x 25 batches of 8 crops is about 6 minutes for the bundled
+    # model's widths on a 2-core CPU (bfloat16, README's minutes-to-F1 table).
+    "finetune": Preset(
+        name="finetune",
+        loss="bce_dice",
+        optimizer="adam",
+        lr=FINE_TUNE_LR,
+        schedule="cosine",
+        epochs=8,
+        batch_size=8,
+        steps_per_epoch=25,
+        augment=True,
+        patience=3,
+        road_focus=0.5,
+        monitor="val_f1",
+    ),
 }
+#: The preset of a run that names none: ``finetune`` when fine-tuning (``init``).
+DEFAULT_PRESET = "default"
+FINE_TUNE_PRESET = "finetune"
+
+
+def preset_for(name: str | None, init: bool) -> Preset:
+    """The preset ``name`` names; without one, ``finetune`` when fine-tuning from a
+    model (``init``), else ``default``.
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    chosen = name or (FINE_TUNE_PRESET if init else DEFAULT_PRESET)
+    if chosen not in PRESETS:
+        raise ValueError(f"unknown preset {chosen!r}; choose {', '.join(PRESETS)}")
+    return PRESETS[chosen]
 
 
 @dataclass(frozen=True)
@@ -107,7 +159,8 @@ class TrainConfig:
         data: dataset folder (see :func:`roadseg.data.scan_dataset`).
         output: model file to write (``.keras``).
         run_dir: checkpoints and logs; default ``<output stem>_run`` beside it.
-        preset: a key of :data:`PRESETS`.
+        preset: a key of :data:`PRESETS`; None: ``finetune`` with ``init``, else
+            ``default`` (see :func:`preset_for`).
         epochs: number of epochs.
         batch_size: crops per batch.
         steps_per_epoch: batches per epoch.
@@ -148,12 +201,15 @@ class TrainConfig:
         width_table: JSON or CSV file overriding the ``highway`` width table.
         aoi: polygons limiting where the road layer is trusted.
         val_block_m: side of the spatial validation blocks, in metres.
+        half: train on one half of each raster only (``upper``, ``lower``,
+            ``left``, ``right``; see :func:`roadseg.data.aoi_split.half_window`),
+            within ``aoi`` when both are given.
     """
 
     data: Path
     output: Path = Path("roadseg_model.keras")
     run_dir: Path | None = None
-    preset: str = "default"
+    preset: str | None = None
     epochs: int | None = None
     batch_size: int | None = None
     steps_per_epoch: int | None = None
@@ -166,7 +222,7 @@ class TrainConfig:
     seed: int = 0
     road_color: tuple[int, int, int] | None = None
     road_value: int | None = None
-    road_width_m: float = 4.0
+    road_width_m: float = DEFAULT_ROAD_WIDTH_M
     gsd: float | None = None
     gsd_range: tuple[float, float] | None = None
     normalization: str | None = None
@@ -182,9 +238,10 @@ class TrainConfig:
     width_table: Path | None = None
     aoi: Path | None = None
     val_block_m: float = 256.0
+    half: str | None = None
 
     def __post_init__(self) -> None:
-        if self.preset not in PRESETS:
+        if self.preset is not None and self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}; choose {', '.join(PRESETS)}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}")
@@ -220,6 +277,8 @@ class TrainConfig:
             raise ValueError(f"road width must be positive, got {self.roads_width_m} m")
         if not self.val_block_m > 0:
             raise ValueError(f"the validation block must be positive, got {self.val_block_m} m")
+        if self.half is not None and self.half not in HALVES:
+            raise ValueError(f"half must be one of {', '.join(HALVES)}, got {self.half!r}")
 
     @property
     def run_folder(self) -> Path:
@@ -266,7 +325,13 @@ class EpochReport:
         epochs: epochs planned.
         logs: Keras' metrics for the epoch (``loss``, ``val_loss``, ``val_iou``, ...).
         seconds: wall time of the epoch.
-        best: whether this epoch has the best validation loss so far.
+        best: whether this epoch has the best monitored value so far (validation
+            loss, or validation F1: see :attr:`Preset.monitor`).
+        eta_seconds: time the epochs still planned would take at this session's
+            mean epoch time, its first epoch (which also compiles) left out once
+            there are others; 0 when the run stops here, and early stopping may
+            end it sooner.
+        stopping: whether early stopping ends the run after this epoch.
     """
 
     epoch: int
@@ -274,6 +339,8 @@ class EpochReport:
     logs: dict[str, float]
     seconds: float
     best: bool
+    eta_seconds: float = 0.0
+    stopping: bool = False
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from roadseg.train_config import (
     STATE_FORMAT,
     Preset,
     TrainConfig,
+    preset_for,
 )
 from roadseg.train_recipe import resunet_filters
 
@@ -145,7 +146,7 @@ def make_plan(
     config: TrainConfig, report: DatasetReport, init: Any | None, policy: str
 ) -> TrainPlan:
     """The plan of a new run: ``config`` completed from its preset, ``init`` and the data."""
-    preset = PRESETS[config.preset]
+    preset = preset_for(config.preset, init is not None)
     filters = tuple(config.filters) if config.filters else None
     tile = config.tile_size
     init_info: dict[str, Any] = {}

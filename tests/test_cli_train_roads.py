@@ -114,6 +114,23 @@ def test_bad_input_is_one_line_and_no_model(
     assert code == 1 and message in err + _
 
 
+def test_a_half_is_checked_and_needs_a_road_layer(scene: tuple[Path, Path], tmp_path: Path) -> None:
+    image, lines = scene
+    args = ["--data", str(image), "--roads", str(lines), "--check", *SMALL]
+    code, whole, _ = run(*args, "--width-field", "width_m")
+    assert code == 0, whole
+    code, upper, _ = run(*args, "--width-field", "width_m", "--half", "upper")
+    assert code == 0, upper
+
+    def crops(report: str) -> int:
+        line = next(ln for ln in report.splitlines() if "crops:" in ln)
+        return int(line.split()[1]) + int(line.split()[3])
+
+    assert 0 < crops(upper) < crops(whole)
+    code, _, err = run("--data", str(tmp_path), "--half", "upper")
+    assert code == 2 and "--half goes with --roads" in err
+
+
 def test_missing_layer_file_is_a_usage_error(scene: tuple[Path, Path], tmp_path: Path) -> None:
     image, _ = scene
     code, _, err = run("--data", str(image), "--roads", str(tmp_path / "no.gpkg"))

@@ -398,3 +398,15 @@ def test_nodata_zero_is_background(make_geotiff: Callable[..., Path]) -> None:
     zero = evaluate_rasters(make_geotiff(pred, nodata=0), make_geotiff(truth, nodata=0))
     assert zero.to_dict(curve=True) == plain.to_dict(curve=True)
     assert zero.nodata == 0 and zero.counts.total == 900
+
+
+def test_best_f1_of_a_curve_is_its_highest_and_the_lowest_threshold_on_a_tie() -> None:
+    from roadseg.metrics import MetricsAccumulator
+
+    acc = MetricsAccumulator(4, rho=0)
+    acc.add(np.array([[3, 2, 1, 0]]), np.array([[1, 1, 0, 0]]))
+    f1, at = acc.curve(np.array([0.0, 0.25, 0.5, 0.75])).best_f1()
+    assert f1 == 1.0 and at == 0.5
+    flat = MetricsAccumulator(2, rho=0)
+    flat.add(np.array([[1, 1]]), np.array([[1, 1]]))
+    assert flat.curve(np.array([0.0, 1.0])).best_f1() == (1.0, 0.0)

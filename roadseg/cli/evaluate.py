@@ -13,15 +13,23 @@ import click
 
 from roadseg.cli.options import (
     LibraryDefault,
+    bands_opt,
+    check_road_layer_options,
+    given,
+    gsd_opt,
     model_opt,
     overwrite_opt,
     probability,
     road_color,
+    road_layer_options,
+    road_width_opt,
     show_progress,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from roadseg.data.road_data import RoadLabels
     from roadseg.metrics import EvaluationResult
+    from roadseg.vector_metrics import NetworkEvaluation
 
 #: Largest tolerance accepted; beyond this "relaxed" stops meaning "the same road".
 MAX_RHO = 100.0
@@ -31,6 +39,7 @@ class Mode(enum.Enum):
     """What ``roadseg evaluate`` scores; :func:`choose_mode` decides."""
 
     DATASET = "a model, predicting every image of a dataset folder (--data DIR)"
+    ROADS = "a model, predicting rasters labelled by a road layer (--data RASTERS --roads LAYER)"
     FOLDERS = "every prediction in one folder against its truth in another"
     NETWORK = "a road network (or raster) against vector truth"
     RASTERS = "one prediction raster against one truth mask"
@@ -43,18 +52,34 @@ def choose_mode(
     model: str | None,
     road_color: tuple[int, int, int] | None,
     road_value: int | None,
+    roads: str | None = None,
 ) -> Mode:
     """The mode that the arguments ask for, or a usage error.
 
-    --data DIR scores a model on a dataset; otherwise PRED and TRUTH are two
-    folders, or TRUTH is a vector file (.geojson, .json, .gpkg), or both are
-    rasters.
+    --data RASTERS with --roads LAYER scores a model on rasters labelled by a
+    road layer; --data DIR scores a model on a dataset; otherwise PRED and
+    TRUTH are two folders, or TRUTH is a vector file (.geojson, .json, .gpkg),
+    or both are rasters.
 
     Raises:
         click.UsageError: the arguments fit no mode (exit 2).
     """
     from roadseg.vector_metrics import VECTOR_SUFFIXES
 
+    if roads is not None:
+        if data is None:
+            raise click.UsageError(
+                "--roads labels the rasters of --data; give --data (a raster, a folder, "
+                "a glob, a VRT or @list.txt)"
+            )
+        if pred is not None or truth is not None:
+            raise click.UsageError("give PRED TRUTH or --data with --roads, not both")
+        if road_color is not None or road_value is not None:
+            raise click.UsageError(
+                "--road-color and --road-value read mask datasets; with --roads the road "
+                "layer is the truth"
+            )
+        return Mode.ROADS
     if data is not None:
         if pred is not None or truth is not None:
             raise click.UsageError("give PRED TRUTH or --data DIR, not both")
@@ -111,12 +136,24 @@ def choose_mode(
 )
 @click.option(
     "--data",
-    type=click.Path(file_okay=False, exists=True),
+    type=str,
     default=None,
     help="Score a model on a dataset folder (any layout 'roadseg train' knows) instead of "
-    "PRED/TRUTH: every image is predicted and compared with its mask.",
+    "PRED/TRUTH: every image is predicted and compared with its mask. With --roads: a "
+    "raster, a folder of rasters, a glob ('tiles/*.tif'), a VRT or @list.txt.",
 )
 @model_opt
+@road_layer_options
+@road_width_opt
+@bands_opt
+@gsd_opt
+@click.option(
+    "--network/--no-network",
+    default=True,
+    show_default=True,
+    help="With --roads: also vectorize the predictions and score the network against the "
+    "lines (completeness, correctness, APLS).",
+)
 @click.option(
     "--split",
     type=click.Choice(["auto", "test", "val", "train", "all"]),
@@ -141,9 +178,7 @@ def choose_mode(
 )
 @overwrite_opt
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no 'Wrote' note.")
-@click.pass_context
 def evaluate(
-    ctx: click.Context,
     pred: str | None,
     truth: str | None,
     threshold: float,
@@ -153,6 +188,16 @@ def evaluate(
     buffer_m: float,
     data: str | None,
     model: str | None,
+    roads: str | None,
+    layer: str | None,
+    width_field: str | None,
+    width_table: str | None,
+    aoi: str | None,
+    half: str | None,
+    road_width_m: float,
+    bands: tuple[int, ...] | None,
+    gsd: float | None,
+    network: bool,
     split: str,
     road_color: tuple[int, int, int] | None,
     road_value: int | None,
@@ -206,23 +251,87 @@ def evaluate(
     dataset is predicted as 'roadseg predict' would and scored against its
     mask; the report is pooled over all pixels (as the field reports a test
     set) and lists each image. The threshold defaults to the model's.
+
+    With --data RASTERS --roads LAYER, the rasters (one, a folder, a glob, a
+    VRT or @list.txt) are predicted as 'roadseg predict' runs them and scored
+    against the road layer, burned on each raster's grid exactly as
+    'roadseg train --roads' draws its masks (--road-width-m, --width-field,
+    --width-table). Only pixels inside --aoi and --half (default: each
+    raster's footprint) count, never nodata; the pixel metrics are pooled
+    over the rasters, and include the best F1 over all thresholds. The
+    predictions are also vectorized and their network scored against the
+    lines inside the same area (--no-network skips it).
+
+    \b
+    More examples:
       roadseg evaluate tile_roads.tif tile_mask.tif --rho 0 --threshold 0.4
       roadseg evaluate tile_roads.tif tile_mask.tif --json > scores.json
       roadseg evaluate tile_roads.tif tile_mask.tif --curve pr_curve.csv
+      roadseg evaluate --model mine.keras --data ortho.tif --roads roads.gpkg --half lower
+      roadseg evaluate --data 'tiles/*.tif' --roads osm.gpkg --aoi area.gpkg --json
     """
-    mode = choose_mode(pred, truth, data, model, road_color, road_value)
+    check_road_layer_options(
+        roads, layer=layer, width_field=width_field, width_table=width_table, aoi=aoi, half=half
+    )
+    mode = choose_mode(pred, truth, data, model, road_color, road_value, roads)
+    if gsd is not None and mode is not Mode.ROADS:
+        raise click.UsageError("--gsd goes with --data RASTERS --roads LAYER")
     # PRED's own threshold (a model's, or vectorize's) unless --threshold was given.
-    given = ctx.get_parameter_source("threshold") is not click.core.ParameterSource.DEFAULT
+    own = threshold if given("threshold") else None
+    if mode is Mode.ROADS:
+        if given("split"):
+            raise click.UsageError(
+                "--split chooses pairs of a dataset folder; with --roads limit the area "
+                "with --aoi or --half"
+            )
+        from roadseg.data.road_data import RoadLabels
+        from roadseg.data.roads import WidthRule
+
+        rule = WidthRule.from_options(
+            width_m=road_width_m if given("road_width_m") else None,
+            field=width_field,
+            table=width_table,
+            fallback_m=road_width_m,
+        )
+        labels = RoadLabels(
+            Path(cast(str, roads)),
+            layer=layer,
+            rule=rule,
+            aoi=Path(aoi) if aoi else None,
+            half=half,
+        )
+        _evaluate_roads(
+            cast(str, data),
+            model,
+            labels,
+            threshold=own,
+            rho=rho,
+            buffer_m=buffer_m,
+            network=network,
+            bands=bands,
+            gsd=gsd,
+            as_json=as_json,
+            curve_path=curve_path,
+            overwrite=overwrite,
+            quiet=quiet,
+        )
+        return
     if mode is Mode.DATASET:
         data = cast(str, data)
-        own = threshold if given else None
-        _evaluate_data(data, model, split, road_color, road_value, own, rho, as_json, quiet)
+        if not Path(data).is_dir():
+            raise click.BadParameter(
+                f"{data} is not a dataset folder; give a folder of image/mask pairs, or a "
+                "road layer labelling these rasters with --roads",
+                param_hint="--data",
+            )
+        rule_ = (road_color, road_value, road_width_m)
+        _evaluate_data(data, model, split, rule_, bands, own, rho, as_json, quiet)
         return
     pred, truth = cast(str, pred), cast(str, truth)  # choose_mode refused None
     if mode is Mode.FOLDERS:
         _evaluate_folders(pred, truth, threshold, rho, as_json, quiet)
     elif mode is Mode.NETWORK:
-        _evaluate_network(pred, truth, threshold if given else None, buffer_m, as_json)
+        _evaluate_network(pred, truth, own, buffer_m, as_json)
     else:
         _evaluate_rasters(pred, truth, threshold, rho, as_json, curve_path, overwrite, quiet)
 
@@ -260,14 +369,15 @@ def _evaluate_data(
     data: str,
     model_path: str | None,
     split: str,
-    road_color: tuple[int, int, int] | None,
-    road_value: int | None,
+    label: tuple[tuple[int, int, int] | None, int | None, float],
+    bands: tuple[int, ...] | None,
     threshold: float | None,
     rho: float,
     as_json: bool,
     quiet: bool,
 ) -> None:
-    """Predict and score every image of a dataset split."""
+    """Predict and score every image of a dataset split (``label``: road colour,
+    road value, SpaceNet line width)."""
     from roadseg.cli.tfimport import import_tensorflow_quietly
     from roadseg.data import LabelRule
     from roadseg.evaluate_dataset import evaluate_dataset
@@ -280,7 +390,8 @@ def _evaluate_data(
         loaded,
         data,
         split=split,
-        rule=LabelRule(road_color, road_value),
+        rule=LabelRule(*label),
+        bands=bands,
         threshold=threshold,
         rho=rho,
         options=PredictOptions(precision="auto"),
@@ -296,14 +407,95 @@ def _evaluate_data(
     }
     click.echo(format_table(result.overall, sources))
     click.echo("")
-    name_w = max(len(s.image.name) for s in result.images) + 2
-    click.echo(f"{'image':<{name_w}}{'IoU':>8}{'F1':>8}{'relaxed P':>11}{'relaxed R':>11}")
-    for s in result.images:
-        r = s.result
-        click.echo(
-            f"{s.image.name:<{name_w}}{_num(r.iou):>8}{_num(r.f1):>8}"
+    click.echo("\n".join(_per_image_rows([(s.image.name, s.result) for s in result.images])))
+
+
+def _evaluate_roads(
+    data: str,
+    model_path: str | None,
+    labels: RoadLabels,
+    *,
+    threshold: float | None,
+    rho: float,
+    buffer_m: float,
+    network: bool,
+    bands: tuple[int, ...] | None,
+    gsd: float | None,
+    as_json: bool,
+    curve_path: str | None,
+    overwrite: bool,
+    quiet: bool,
+) -> None:
+    """Predict rasters and score them against a road layer (and the --curve CSV)."""
+    from roadseg.cli.tfimport import import_tensorflow_quietly
+    from roadseg.evaluate_roads import evaluate_roads
+    from roadseg.metrics import write_curve_csv
+    from roadseg.model import load_model
+    from roadseg.predict import PredictOptions
+    from roadseg.raster_io import check_output
+
+    if curve_path is not None:  # fail before the work, not after it
+        check_output(curve_path, overwrite=overwrite, what="curve CSV")
+    import_tensorflow_quietly()
+    loaded = load_model(model_path)
+    result = evaluate_roads(
+        loaded,
+        data,
+        labels,
+        threshold=threshold,
+        rho=rho,
+        network=network,
+        buffer_m=buffer_m,
+        gsd=gsd,
+        options=PredictOptions(precision="auto", bands=bands),
+        progress=show_progress(quiet),
+    )
+    if curve_path is not None:
+        write_curve_csv(result.overall.curve, curve_path, overwrite=overwrite)
+    if as_json:
+        report = {"model": str(loaded.path), "data": data, "roads": str(labels.roads)}
+        click.echo(json.dumps({**report, **result.to_dict()}, indent=2))
+    else:
+        area = f"{labels.half} half" if labels.half else "whole rasters"
+        if labels.aoi is not None:
+            area = f"{area} within {labels.aoi.name}"
+        sources = {
+            "model": loaded.path.name,
+            "data": f"{data} ({len(result.rasters)} raster(s), {area})",
+            "roads": result.labels,
+        }
+        best = (result.best_f1, result.best_f1_threshold)
+        lines = [format_table(result.overall, sources, best_f1=best)]
+        if result.network is not None:
+            n = result.network
+            c = n.centerlines
+            lines += [
+                "",
+                f"network, vectorized at threshold {result.overall.threshold:g}, inside the area:",
+                f"pred   {n.pred_lines} lines, {c.pred_length_m / 1000:.3f} km",
+                f"truth  {n.truth_lines} lines, {c.truth_length_m / 1000:.3f} km",
+                *network_rows(n),
+            ]
+        if len(result.rasters) > 1:
+            lines += ["", *_per_image_rows([(s.raster.name, s.result) for s in result.rasters])]
+        click.echo("\n".join(lines))
+    for note in result.notes:
+        if not quiet:
+            click.echo(f"Note: {note}", err=True)
+    if curve_path is not None and not quiet:
+        click.echo(f"Wrote {curve_path} ({len(result.overall.curve)} thresholds)", err=True)
+
+
+def _per_image_rows(scores: list[tuple[str, EvaluationResult]]) -> list[str]:
+    """One row per image or raster: IoU, F1, relaxed precision and recall."""
+    name_w = max(len(name) for name, _ in scores) + 2
+    rows = [f"{'image':<{name_w}}{'IoU':>8}{'F1':>8}{'relaxed P':>11}{'relaxed R':>11}"]
+    for name, r in scores:
+        rows.append(
+            f"{name:<{name_w}}{_num(r.iou):>8}{_num(r.f1):>8}"
             f"{_num(r.relaxed_precision):>11}{_num(r.relaxed_recall):>11}"
         )
+    return rows
 
 
 def _evaluate_folders(
@@ -356,14 +548,22 @@ def _evaluate_network(
         report = {"pred": pred, "truth": truth, **dataclasses.asdict(result)}
         click.echo(json.dumps(report, indent=2))
         return
-    c, j, a = result.centerlines, result.junctions, result.apls
+    c = result.centerlines
     source = "vectorized from the raster" if result.pred_from_raster else "lines"
     rows = [
         f"pred   {pred} ({result.pred_lines} {source}, {c.pred_length_m / 1000:.3f} km)",
         f"truth  {truth} ({result.truth_lines} lines, {c.truth_length_m / 1000:.3f} km)",
         "",
+        *network_rows(result),
     ]
-    rows += [
+    click.echo("\n".join(rows))
+
+
+def network_rows(result: NetworkEvaluation) -> list[str]:
+    """The network scores, one row each: completeness, correctness, quality,
+    junctions and APLS."""
+    c, j, a = result.centerlines, result.junctions, result.apls
+    return [
         f"{name:<28}{value}"
         for name, value in (
             (f"completeness (buffer {c.buffer_m:g} m)", _num(c.completeness)),
@@ -377,15 +577,20 @@ def _evaluate_network(
             ("APLS", _num(a.apls)),
         )
     ]
-    click.echo("\n".join(rows))
 
 
 def _num(value: float) -> str:
     return "n/a" if math.isnan(value) else f"{value:.4f}"
 
 
-def format_table(result: EvaluationResult, sources: dict[str, Any]) -> str:
-    """The human-readable report: where the numbers come from, then the numbers."""
+def format_table(
+    result: EvaluationResult,
+    sources: dict[str, Any],
+    *,
+    best_f1: tuple[float, float] | None = None,
+) -> str:
+    """The human-readable report: where the numbers come from, then the numbers
+    (and the best F1 over all thresholds with the threshold of it, when given)."""
     rho = f"{result.rho:g} px"
     counts = result.counts
     lines = [f"{key:<7}{value}" for key, value in sources.items()]
@@ -410,4 +615,10 @@ def format_table(result: EvaluationResult, sources: dict[str, Any]) -> str:
     else:
         breakeven += f"  at threshold {result.breakeven_threshold:.3f}"
     lines.append(breakeven)
+    if best_f1 is not None:
+        value, at = best_f1
+        best = f"{'best F1':<{width}}{_num(value)}"
+        if not math.isnan(value):
+            best += f"  at threshold {at:.3f}"
+        lines.append(best)
     return "\n".join(lines)

@@ -18,6 +18,8 @@ import click
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: The names of roadseg.data.aoi_split.HALVES, for --half's choices without importing it.
+HALF_NAMES = ("upper", "lower", "left", "right")
 #: The usage error of ``--workers`` together with ``--scheduler``.
 WORKERS_OR_SCHEDULER = "give --workers or --scheduler, not both"
 #: The usage error of a tile size that the network cannot take.
@@ -215,3 +217,111 @@ def memory_size(ctx: click.Context, param: click.Parameter, value: str | None) -
         return parse_size(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+
+
+# A road layer labelling rasters: ``roadseg train --roads`` and ``roadseg evaluate --roads``.
+roads_opt = click.option(
+    "--roads",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Road layer labelling the --data rasters (GeoPackage or GeoJSON): lines drawn as "
+    "bands in metres (--road-width-m, --width-field, or the OpenStreetMap highway tag), "
+    "polygons (road surfaces) as they are.",
+)
+_road_layer_opts = (
+    roads_opt,
+    click.option("--layer", default=None, help="The layer of --roads, when it has several."),
+    click.option(
+        "--width-field",
+        default=None,
+        metavar="FIELD",
+        help="Attribute of --roads holding each line's width in metres.",
+    ),
+    click.option(
+        "--width-table",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="JSON or CSV file of highway tag -> width in metres (0 or off: not drawn), "
+        "over the default table (see the README).",
+    ),
+    click.option(
+        "--aoi",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        help="Polygons where the road layer is complete: training crops come only from "
+        "inside them, and evaluate counts only the pixels inside them. Default: each "
+        "raster's footprint.",
+    ),
+    click.option(
+        "--half",
+        type=click.Choice(HALF_NAMES),
+        default=None,
+        help="With --roads: only this half of each raster (within --aoi when both are "
+        "given); rows are cut at the middle, upper = the first rows (north on a north-up "
+        "raster). Train on --half upper, score with 'roadseg evaluate --half lower'.",
+    ),
+)
+#: The options that only make sense with --roads, by parameter name.
+ROAD_LAYER_PARAMS = ("layer", "width_field", "width_table", "aoi", "half")
+
+
+def road_layer_options(f: F) -> F:
+    """``--roads``, ``--layer``, ``--width-field``, ``--width-table``, ``--aoi`` and
+    ``--half``, in this order."""
+    for option in reversed(_road_layer_opts):
+        f = option(f)
+    return f
+
+
+road_width_opt = click.option(
+    "--road-width-m",
+    cls=LibraryDefault,
+    default_from="roadseg.data.types:DEFAULT_ROAD_WIDTH_M",
+    type=float,
+    callback=positive,
+    metavar="M",
+    help="Width of the road band drawn around SpaceNet centerlines, and around --roads "
+    "lines when given (else their --width-field or highway tag; this width when they "
+    "have neither).",
+)
+bands_opt = click.option(
+    "--bands",
+    callback=bands,
+    default=None,
+    help="Image bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1.",
+)
+gsd_opt = click.option(
+    "--gsd",
+    type=float,
+    default=None,
+    callback=positive,
+    metavar="M",
+    help="Ground sample distance of the data in metres, for images without georeferencing.",
+)
+
+
+def given(name: str) -> bool:
+    """Whether the running command's parameter ``name`` was given by the user
+    (on the command line or in the environment), not left at its default."""
+    from click.core import ParameterSource
+
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def check_road_layer_options(roads: str | None, **values: Any) -> None:
+    """Refuse the options of a road layer (``--aoi``, ``--half`` ...) without ``--roads``.
+
+    Args:
+        roads: the ``--roads`` value.
+        values: the values of :data:`ROAD_LAYER_PARAMS`, by parameter name.
+
+    Raises:
+        click.UsageError: one was given without ``--roads``.
+    """
+    if roads is not None:
+        return
+    for name in ROAD_LAYER_PARAMS:
+        if values.get(name) is not None:
+            flag = "--" + name.replace("_", "-")
+            raise click.UsageError(f"{flag} goes with --roads (a road layer labelling --data)")

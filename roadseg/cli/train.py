@@ -11,13 +11,18 @@ import click
 
 from roadseg.cli.options import (
     LibraryDefault,
-    bands,
+    bands_opt,
+    check_road_layer_options,
     check_tile_size,
+    given,
+    gsd_opt,
     int_list,
     overwrite_opt,
     positive,
     quiet_opt,
     road_color,
+    road_layer_options,
+    road_width_opt,
     show_progress,
 )
 from roadseg.precision import PRECISIONS
@@ -27,7 +32,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from roadseg.train import EpochReport, RunStart, TrainConfig, TrainResult
 
 #: The names of roadseg.train.PRESETS, for --preset's choices without importing it.
-PRESET_NAMES = ("default", "paper")
+PRESET_NAMES = ("default", "paper", "finetune")
 
 
 def _filters(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
@@ -81,35 +86,7 @@ def _gsd_range(
     help="Dataset folder (see the layouts above). Required unless --resume. With --roads: "
     "a raster, a folder of rasters, a glob ('tiles/*.tif'), a VRT or @list.txt.",
 )
-@click.option(
-    "--roads",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Road layer labelling the --data rasters (GeoPackage or GeoJSON): lines drawn as "
-    "bands in metres (--road-width-m, --width-field, or the OpenStreetMap highway tag), "
-    "polygons (road surfaces) as they are.",
-)
-@click.option("--layer", default=None, help="The layer of --roads, when it has several.")
-@click.option(
-    "--width-field",
-    default=None,
-    metavar="FIELD",
-    help="Attribute of --roads holding each line's width in metres.",
-)
-@click.option(
-    "--width-table",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="JSON or CSV file of highway tag -> width in metres (0 or off: not drawn), "
-    "over the default table (see the README).",
-)
-@click.option(
-    "--aoi",
-    type=click.Path(exists=True, dir_okay=False),
-    default=None,
-    help="Polygons where the road layer is complete; crops come only from inside them. "
-    "Default: each raster's footprint.",
-)
+@road_layer_options
 @click.option(
     "--val-block-m",
     cls=LibraryDefault,
@@ -137,11 +114,15 @@ def _gsd_range(
 @click.option(
     "--preset",
     cls=LibraryDefault,
-    default_from="roadseg.train:TrainConfig.preset",
+    default_from="roadseg.train_config:FINE_TUNE_PRESET",
+    shown=lambda name: f"{name} with --init, else default",
     type=click.Choice(PRESET_NAMES),
-    help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping. "
-    "paper: the ResUNet paper exactly (MSE, SGD with the learning rate cut tenfold in "
-    "steps, no augmentation); each preset's numbers are the defaults shown below.",
+    help="default: BCE+Dice, Adam, cosine schedule, augmentation, early stopping on the "
+    "validation loss. paper: the ResUNet paper exactly (MSE, SGD with the learning rate "
+    "cut tenfold in steps, no augmentation). finetune, for a model given with --init on a "
+    "CPU: the default recipe at a lower learning rate in a few short epochs, stopped when "
+    "validation F1 (on the spatial blocks with --roads) has not risen for --patience "
+    "epochs, the best epoch kept. Each preset's numbers are the defaults shown below.",
 )
 @click.option(
     "--epochs",
@@ -237,14 +218,7 @@ def _gsd_range(
     metavar="N",
     help="Road class value in multi-class index masks.",
 )
-@click.option(
-    "--gsd",
-    type=float,
-    default=None,
-    callback=positive,
-    metavar="M",
-    help="Ground sample distance of the data in metres, for images without georeferencing.",
-)
+@gsd_opt
 @click.option(
     "--gsd-range",
     callback=_gsd_range,
@@ -264,23 +238,8 @@ def _gsd_range(
     "which removes brightness, contrast and colour-balance differences between sensors. "
     "Default: the --init model's, else auto.",
 )
-@click.option(
-    "--road-width-m",
-    cls=LibraryDefault,
-    default_from="roadseg.train:TrainConfig.road_width_m",
-    type=float,
-    callback=positive,
-    metavar="M",
-    help="Width of the road band drawn around SpaceNet centerlines, and around --roads "
-    "lines when given (else their --width-field or highway tag; this width when they "
-    "have neither).",
-)
-@click.option(
-    "--bands",
-    callback=bands,
-    default=None,
-    help="Image bands that feed the model, 1-based, e.g. 1,2,3 or 1,1,1.",
-)
+@road_width_opt
+@bands_opt
 @click.option(
     "--val-fraction",
     cls=LibraryDefault,
@@ -294,7 +253,8 @@ def _gsd_range(
     default_from="roadseg.train:PRESETS",
     shown=_per_preset("patience"),
     type=click.IntRange(min=0),
-    help="Stop after this many epochs without a better validation loss; 0 = never.",
+    help="Stop after this many epochs without a better validation loss (validation F1 "
+    "with the finetune preset) and keep the best epoch; 0 = never.",
 )
 @click.option("--no-augment", is_flag=True, help="No flips, rotations, scale or colour changes.")
 @click.option(
@@ -311,10 +271,11 @@ def train(
     width_field: str | None,
     width_table: str | None,
     aoi: str | None,
+    half: str | None,
     val_block_m: float,
     output: str,
     run_dir: str | None,
-    preset: str,
+    preset: str | None,
     epochs: int | None,
     batch_size: int | None,
     steps_per_epoch: int | None,
@@ -373,15 +334,15 @@ def train(
       roadseg train --data mass_roads --preset paper -o paper.keras
       roadseg train --data deepglobe/train -o deepglobe.keras --resume
       roadseg train --data ortho.tif --roads osm_roads.gpkg --init default --check
+      roadseg train --data ortho.tif --roads osm_roads.gpkg --init default --half upper
     """
     from roadseg.data import LabelRule
 
     _check_options(road_color, road_value, tile_size, data, resume, init, output, roads)
-    rule = LabelRule(road_color, road_value, road_width_m)
-    explicit_width = (
-        click.get_current_context().get_parameter_source("road_width_m")
-        == click.core.ParameterSource.COMMANDLINE
+    check_road_layer_options(
+        roads, layer=layer, width_field=width_field, width_table=width_table, aoi=aoi, half=half
     )
+    rule = LabelRule(road_color, road_value, road_width_m)
     if check and data is None:
         raise click.UsageError("--check needs --data DIR")
     if check and roads is None:
@@ -418,11 +379,12 @@ def train(
         overwrite=overwrite,
         roads=Path(roads) if roads else None,
         layer=layer,
-        roads_width_m=road_width_m if explicit_width else None,
+        roads_width_m=road_width_m if given("road_width_m") else None,
         width_field=width_field,
         width_table=Path(width_table) if width_table else None,
         aoi=Path(aoi) if aoi else None,
         val_block_m=val_block_m,
+        half=half,
     )
     if check:
         _check_roads(config, Path(roads) if roads else Path(), tile_size, init)
@@ -553,6 +515,9 @@ def _echo_start(start: RunStart) -> None:
         line += f", resuming after epoch {start.initial_epoch}"
     if plan.init_info:
         line += f", from {Path(plan.init_info['path']).name}"
+    line += f", lr {plan.lr:g}"
+    if plan.patience:
+        line += f"; stops after {plan.patience} epochs without a better {plan.preset.monitor}"
     click.echo(line, err=True)
     click.echo(f"Run folder: {start.run_dir}", err=True)
 
@@ -561,15 +526,30 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
 
 
+def _duration(seconds: float) -> str:
+    """``2m05s``, ``1h02m`` or ``40s``."""
+    seconds = round(seconds)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    if seconds >= 60:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds}s"
+
+
 def _echo_epoch(epoch: EpochReport) -> None:
     logs = epoch.logs
     parts = [
         f"epoch {epoch.epoch}/{epoch.epochs}",
         f"loss {_fmt(logs.get('loss'))}",
         f"val_loss {_fmt(logs.get('val_loss'))}",
+        f"val_f1 {_fmt(logs.get('val_f1'))}",
         f"val_iou {_fmt(logs.get('val_iou'))}",
-        f"{epoch.seconds:.0f} s",
+        f"{_duration(epoch.seconds)}",
     ]
+    if epoch.stopping:
+        parts.append("early stop")
+    elif epoch.epoch < epoch.epochs:
+        parts.append(f"ETA {_duration(epoch.eta_seconds)}")
     click.echo(" | ".join(parts) + (" *best*" if epoch.best else ""), err=True)
 
 

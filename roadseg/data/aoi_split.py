@@ -1,7 +1,9 @@
 """Where labels are trusted and how the area is split: the area of interest of a
 raster (AOI polygons within its footprint, in pixel coordinates), square blocks
 of a fixed size on the ground, a seeded choice of validation blocks, and crop
-windows that lie wholly inside one block and inside the area.
+windows that lie wholly inside one block and inside the area. ``half`` names one
+half of each raster (``--half upper``), so "train on one half, score the other"
+needs no hand-drawn AOI file.
 
 The invariant: every crop window lies inside a single block, and every block
 belongs to one split, so training and validation crops never share a pixel.
@@ -21,17 +23,52 @@ from rasterio.windows import Window
 DEFAULT_BLOCK_M = 256.0
 #: A block is at least this many crops wide, so scaled crops still fit in one.
 MIN_BLOCK_TILES = 2
+#: The halves of a raster that ``half`` names, in the raster's own orientation
+#: (upper: the first rows, as the image is shown; north on a north-up raster).
+HALVES = ("upper", "lower", "left", "right")
+
+
+def half_window(width: int, height: int, half: str) -> Window:
+    """One half of a ``width`` x ``height`` raster.
+
+    The rows are cut at ``height // 2`` (upper: rows above, lower: the rest) and
+    the columns at ``width // 2``, so the two halves of a pair share no pixel and
+    together cover the raster.
+
+    Raises:
+        ValueError: ``half`` is not one of :data:`HALVES`.
+    """
+    rows, cols = height // 2, width // 2
+    windows = {
+        "upper": Window(0, 0, width, rows),
+        "lower": Window(0, rows, width, height - rows),
+        "left": Window(0, 0, cols, height),
+        "right": Window(cols, 0, width - cols, height),
+    }
+    if half not in windows:
+        raise ValueError(f"half must be one of {', '.join(HALVES)}, got {half!r}")
+    return windows[half]
 
 
 def area_in_pixels(
-    width: int, height: int, transform: Any, aoi: Sequence[Any] | None = None
+    width: int,
+    height: int,
+    transform: Any,
+    aoi: Sequence[Any] | None = None,
+    half: str | None = None,
 ) -> Any:
     """The raster's trusted area as a shapely geometry in pixel coordinates:
-    its footprint, within the AOI polygons (in the raster's CRS) when given."""
+    its footprint (or the ``half`` of it, see :func:`half_window`), within the
+    AOI polygons (in the raster's CRS) when given."""
     from shapely import affinity, box
     from shapely.ops import unary_union
 
-    footprint = box(0, 0, width, height)
+    if half is None:
+        footprint = box(0, 0, width, height)
+    else:
+        w = half_window(width, height, half)
+        c0, r0 = int(w.col_off), int(w.row_off)
+        footprint = box(c0, r0, c0 + int(w.width), r0 + int(w.height))
     if aoi is None:
         return footprint
     inv = ~transform

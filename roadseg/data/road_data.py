@@ -1,8 +1,9 @@
-"""Training data from rasters and a road layer: :func:`scan_road_dataset` lists the
+"""Training data from rasters and a road layer: :func:`place_road_layer` lists the
 rasters (one file, a folder, a glob, a VRT or an ``@list.txt``), reads the road
-layer and the AOI, places the roads on every raster (reprojected to its CRS),
-measures what each raster offers (road length per class, road share, crops) and
-splits the area into training and validation blocks
+layer and the AOI, places the roads on every raster (reprojected to its CRS) and
+measures what each raster offers (road length per class, road share), which is
+what training and ``roadseg evaluate --roads`` share; :func:`scan_road_dataset`
+then splits the area into training and validation blocks
 (:mod:`roadseg.data.aoi_split`). Nothing reads a whole raster: only headers,
 and the vector layers.
 """
@@ -22,6 +23,7 @@ from rasterio.errors import RasterioError
 
 from roadseg.data.aoi_split import (
     DEFAULT_BLOCK_M,
+    HALVES,
     BlockCrops,
     area_in_pixels,
     block_side_px,
@@ -98,6 +100,7 @@ class RoadScene:
         gsd: metres per pixel (mean of x and y), or None when not georeferenced.
         area: the trusted area in pixel coordinates (AOI within the footprint).
         shapes: road polygons in pixel coordinates (see :func:`road_shapes`).
+        lines: the drawn road lines near the raster, in its CRS (network truth).
         lengths_m: road length in metres inside the area, per class.
         road_share: share of the area covered by road.
         blocks: the blocks with room for a crop, with their split.
@@ -111,6 +114,7 @@ class RoadScene:
     gsd: float | None = None
     area: Any = None
     shapes: list[Any] = field(default_factory=list)
+    lines: list[Any] = field(default_factory=list)
     lengths_m: dict[str, float] = field(default_factory=dict)
     road_share: float = 0.0
     blocks: list[BlockCrops] = field(default_factory=list)
@@ -219,7 +223,12 @@ def _nearby(geoms: Sequence[Any], geoms_crs: Any, src: Any, tree: Any) -> list[i
 
 
 def _place_roads(
-    scene: RoadScene, src: Any, layer: RoadLayer, tree: Any, aoi: tuple[list[Any], Any] | None
+    scene: RoadScene,
+    src: Any,
+    layer: RoadLayer,
+    tree: Any,
+    aoi: tuple[list[Any], Any] | None,
+    half: str | None,
 ) -> None:
     """Roads and area of one georeferenced raster, with lengths and road share."""
     from shapely import affinity
@@ -232,11 +241,12 @@ def _place_roads(
     geoms = reproject_lines([layer.geoms[i] for i in near], layer.crs, src.crs)
     widths = [layer.widths[i] for i in near]
     aoi_geoms = reproject_lines(aoi[0], aoi[1], src.crs) if aoi is not None else None
-    scene.area = area_in_pixels(src.width, src.height, src.transform, aoi_geoms)
+    scene.area = area_in_pixels(src.width, src.height, src.transform, aoi_geoms, half)
     if scene.area.is_empty:
         scene.notes.append("the AOI does not cover this raster; it is not used")
         return
     scene.shapes = road_shapes(geoms, widths, src, cap_style="round")
+    scene.lines = [g for g in geoms if "LineString" in g.geom_type]
     px = pixel_size_m(src) or (1.0, 1.0)
     inv = ~src.transform
     lengths: Counter[str] = Counter()
@@ -267,35 +277,65 @@ def _raster_problems(src: Any, name: str) -> list[str]:
     return []
 
 
-def scan_road_dataset(
-    data: str | os.PathLike[str],
-    roads: str | os.PathLike[str],
-    *,
-    layer: str | None = None,
-    rule: WidthRule | None = None,
-    aoi: str | os.PathLike[str] | None = None,
-    tile_size: int = 224,
-    block_m: float = DEFAULT_BLOCK_M,
-    val_fraction: float = 0.15,
-    seed: int = 0,
-    bands: Sequence[int] | None = None,
-    model_bands: int = 3,
-) -> RoadDataset:
-    """Check rasters and a road layer for training, reading headers and vectors only.
+@dataclass(frozen=True)
+class RoadLabels:
+    """Where the labels of rasters come from: a road layer, how wide its lines are
+    drawn, and where it is trusted.
 
-    Problems that stop training are collected (per raster in each scene's
-    ``problems``, all of them in ``report.errors``) so ``--check`` can list them.
-
-    Args:
-        data: raster, folder, glob, VRT or ``@list.txt`` (see :func:`list_rasters`).
+    Attributes:
         roads: the road layer (GeoJSON or GeoPackage).
         layer: its layer, when it has several.
         rule: how lines get their width.
         aoi: polygons limiting where labels are trusted (default: each footprint).
-        tile_size: crop side in pixels.
-        block_m: side of the spatial split's blocks in metres.
-        val_fraction: share of blocks for validation.
-        seed: seed of the block choice.
+        half: one half of each raster (:data:`roadseg.data.aoi_split.HALVES`),
+            within the AOI when both are given.
+    """
+
+    roads: Path
+    layer: str | None = None
+    rule: WidthRule = field(default_factory=WidthRule)
+    aoi: Path | None = None
+    half: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.half is not None and self.half not in HALVES:
+            raise ValueError(f"half must be one of {', '.join(HALVES)}, got {self.half!r}")
+
+
+@dataclass(frozen=True)
+class PlacedRoads:
+    """What :func:`place_road_layer` found: the road layer on every raster.
+
+    Attributes:
+        scenes: each raster with its area, road shapes and lines, by path.
+        layer: the road layer.
+        errors: what stops training or scoring, one line each (layer, AOI and
+            raster problems; roads in no raster's area).
+        notes: what to know.
+    """
+
+    scenes: dict[Path, RoadScene]
+    layer: RoadLayer
+    errors: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def place_road_layer(
+    data: str | os.PathLike[str],
+    labels: RoadLabels,
+    *,
+    bands: Sequence[int] | None = None,
+    model_bands: int = 3,
+) -> PlacedRoads:
+    """The road layer placed on every raster of ``data``, reading headers and vectors only.
+
+    Problems are collected (per raster in each scene's ``problems``, all of them
+    in ``errors``) so ``--check`` can list them; a layer with no road inside any
+    raster's area is one of them.
+
+    Args:
+        data: raster, folder, glob, VRT or ``@list.txt`` (see :func:`list_rasters`).
+        labels: the road layer, its widths, the AOI and the half.
         bands: image bands that feed the model.
         model_bands: bands the model takes.
 
@@ -305,17 +345,16 @@ def scan_road_dataset(
     from shapely import STRtree
 
     paths = list_rasters(data)
-    road_layer = read_road_layer(roads, layer=layer, rule=rule)
+    road_layer = read_road_layer(labels.roads, layer=labels.layer, rule=labels.rule)
     errors = list(road_layer.problems)
     notes = list(road_layer.notes)
     aoi_data = None
-    if aoi is not None:
-        polys, aoi_crs, aoi_problems = _read_aoi(Path(aoi))
+    if labels.aoi is not None:
+        polys, aoi_crs, aoi_problems = _read_aoi(Path(labels.aoi))
         errors.extend(aoi_problems)
         aoi_data = (polys, aoi_crs) if not aoi_problems else None
     usable = not errors
     tree = STRtree([road_layer.geoms[i] for i in road_layer.drawn]) if usable else None
-    stride = max(2, tile_size // 4)
     scenes: dict[Path, RoadScene] = {}
     for path in paths:
         scene = RoadScene(path)
@@ -332,26 +371,80 @@ def scan_road_dataset(
                 except RoadsegError as exc:
                     scene.problems.append(str(exc))
                 if usable and not scene.problems:
-                    _place_roads(scene, src, road_layer, tree, aoi_data)
+                    _place_roads(scene, src, road_layer, tree, aoi_data, labels.half)
         except (RasterioError, OSError) as exc:
             scene.problems.append(f"{path.name} cannot be read as a raster ({exc})")
-            continue
+    for scene in scenes.values():
+        errors.extend(scene.problems)
+    if not errors and not any(s.road_share > 0 for s in scenes.values()):
+        errors.append(
+            f"no roads of {road_layer.path.name} lie inside any raster's area; check that "
+            "the layer covers the rasters and that its CRS is right"
+        )
+    return PlacedRoads(scenes, road_layer, tuple(errors), tuple(notes))
+
+
+def scan_road_dataset(
+    data: str | os.PathLike[str],
+    roads: str | os.PathLike[str],
+    *,
+    layer: str | None = None,
+    rule: WidthRule | None = None,
+    aoi: str | os.PathLike[str] | None = None,
+    half: str | None = None,
+    tile_size: int = 224,
+    block_m: float = DEFAULT_BLOCK_M,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    bands: Sequence[int] | None = None,
+    model_bands: int = 3,
+) -> RoadDataset:
+    """Check rasters and a road layer for training, reading headers and vectors only.
+
+    The roads are placed by :func:`place_road_layer`; then each raster's area is
+    cut into blocks and a seeded share of them validates. Problems that stop
+    training are collected (per raster in each scene's ``problems``, all of them
+    in ``report.errors``) so ``--check`` can list them.
+
+    Args:
+        data: raster, folder, glob, VRT or ``@list.txt`` (see :func:`list_rasters`).
+        roads: the road layer (GeoJSON or GeoPackage).
+        layer: its layer, when it has several.
+        rule: how lines get their width.
+        aoi: polygons limiting where labels are trusted (default: each footprint).
+        half: train on this half of each raster only (see
+            :func:`roadseg.data.aoi_split.half_window`).
+        tile_size: crop side in pixels.
+        block_m: side of the spatial split's blocks in metres.
+        val_fraction: share of blocks for validation.
+        seed: seed of the block choice.
+        bands: image bands that feed the model.
+        model_bands: bands the model takes.
+
+    Raises:
+        DatasetError: no rasters, or the road layer cannot be read at all.
+    """
+    labels = RoadLabels(
+        Path(roads),
+        layer=layer,
+        rule=rule or WidthRule(),
+        aoi=Path(aoi) if aoi is not None else None,
+        half=half,
+    )
+    placed = place_road_layer(data, labels, bands=bands, model_bands=model_bands)
+    stride = max(2, tile_size // 4)
+    for scene in placed.scenes.values():
         if scene.area is not None and not scene.area.is_empty:
             side = block_side_px(tile_size, scene.gsd, block_m)
             for w in block_windows(scene.size[0], scene.size[1], side):
                 pos = crop_positions(w, scene.area, tile_size, stride)
                 if pos:
                     scene.blocks.append(BlockCrops(w, tuple(pos), ""))
-    return _assemble(
-        scenes, road_layer, errors, notes, data, tile_size, stride, block_m, val_fraction, seed
-    )
+    return _assemble(placed, data, tile_size, stride, block_m, val_fraction, seed)
 
 
 def _assemble(
-    scenes: dict[Path, RoadScene],
-    road_layer: RoadLayer,
-    errors: list[str],
-    notes: list[str],
+    placed: PlacedRoads,
     data: str | os.PathLike[str],
     tile: int,
     stride: int,
@@ -360,16 +453,11 @@ def _assemble(
     seed: int,
 ) -> RoadDataset:
     """The split of every scene's blocks, and the report."""
-    for scene in scenes.values():
-        errors.extend(scene.problems)
+    scenes, road_layer = placed.scenes, placed.layer
+    errors = list(placed.errors)
     every = [(scene, i) for scene in scenes.values() for i in range(len(scene.blocks))]
     split_method = f"spatial blocks of {block_m:g} m (seed {seed})"
     if not errors:
-        if not any(s.road_share > 0 for s in scenes.values()):
-            errors.append(
-                f"no roads of {road_layer.path.name} lie inside any raster's area; check that "
-                "the layer covers the rasters and that its CRS is right"
-            )
         splits, problem = choose_validation([True] * len(every), val_fraction, seed)
         if problem:
             errors.append(problem)
@@ -404,7 +492,7 @@ def _assemble(
         size_range=_size_range([s.size for s in scenes.values()]),
         megapixels=train_px / 1e6,
         road_fraction=float(np.mean(shares)) if shares else None,
-        notes=tuple(notes),
+        notes=placed.notes,
         errors=tuple(errors),
     )
     return RoadDataset(report, scenes, road_layer, tile, stride, block_m)

@@ -87,6 +87,26 @@ class WidthRule:
         if not self.fallback_m > 0:
             raise ValueError(f"fallback road width must be positive, got {self.fallback_m} m")
 
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        width_m: float | None = None,
+        field: str | None = None,
+        table: str | os.PathLike[str] | None = None,
+        fallback_m: float = DEFAULT_ROAD_WIDTH_M,
+    ) -> WidthRule:
+        """The rule of the command-line options (``--road-width-m`` when given,
+        ``--width-field``, ``--width-table`` over :data:`HIGHWAY_WIDTHS_M`), as
+        ``roadseg train`` and ``roadseg evaluate`` both read them.
+
+        Raises:
+            DatasetError: the width table cannot be read (see :func:`load_width_table`).
+        """
+        return cls(
+            width_m=width_m, field=field, table=load_width_table(table), fallback_m=fallback_m
+        )
+
 
 @dataclass(frozen=True)
 class RoadLayer:

@@ -11,7 +11,7 @@ import rasterio
 from rasterio.windows import Window
 from scipy import ndimage
 
-from roadseg.data.aoi_split import pick_window
+from roadseg.data.aoi_split import half_window, pick_window
 from roadseg.data.masks import shapes_mask
 from roadseg.data.road_data import list_rasters, scan_road_dataset
 from roadseg.data.roads import WidthRule, load_width_table, read_road_layer
@@ -148,3 +148,25 @@ def test_data_forms(scene: tuple, tmp_path: Path) -> None:
     assert list_rasters(str(image.parent / "*.tif")) == sorted(image.parent.glob("*.tif"))
     (tmp_path / "l.txt").write_text(f"# rasters\n{image}\n")
     assert list_rasters(f"@{tmp_path / 'l.txt'}") == [image]
+
+
+@pytest.mark.parametrize(("width", "height"), [(64, 64), (65, 63), (7, 9)])
+def test_halves_of_a_raster_share_no_pixel_and_cover_it(width: int, height: int) -> None:
+    for pair in (("upper", "lower"), ("left", "right")):
+        seen = np.zeros((height, width), np.int64)
+        for half in pair:
+            w = half_window(width, height, half)
+            seen[w.toslices()] += 1
+        assert (seen == 1).all(), pair
+    with pytest.raises(ValueError, match="upper, lower, left, right"):
+        half_window(8, 8, "top")
+
+
+def test_a_half_limits_the_area_and_every_crop(scene: tuple) -> None:
+    image, _, lines = scene
+    ds = scan_road_dataset(image, lines, tile_size=32, block_m=32, half="lower")
+    sc = ds.scenes[image]
+    assert sc.area.bounds == (0.0, 128.0, 256.0, 256.0)
+    rows = [r for b in sc.blocks for _, r in b.positions]
+    assert rows and min(rows) >= 128
+    assert not ds.report.errors
