@@ -472,7 +472,9 @@ def _json_value(value: Any) -> Any:
 def read_features(
     path: str | os.PathLike[str], layer: str | None = None, *, one_layer: bool = False
 ) -> VectorFeatures:
-    """Read every feature of a GeoJSON or GeoPackage layer, with its attributes.
+    """Read every feature of a GeoJSON or GeoPackage layer, with its attributes
+    (any other format GDAL reads, such as Shapefile or FlatGeobuf, through the
+    optional pyogrio).
 
     GeoJSON without a ``crs`` member is WGS84 longitude/latitude (RFC 7946); the
     old ``crs`` member is honoured. A GeoPackage's layer is ``layer``, else its
@@ -493,10 +495,57 @@ def read_features(
         return _read_gpkg(path, layer, one_layer)
     if path.suffix.lower() in (".geojson", ".json") or head.lstrip()[:1] == b"{":
         return _read_geojson(path)
-    raise VectorError(
-        f"{path.name} is neither GeoJSON nor GeoPackage; convert it with "
-        f"ogr2ogr -f GPKG {path.with_suffix('.gpkg').name} {path.name}"
+    return _read_ogr(path, layer, one_layer)
+
+
+def _read_ogr(path: Path, layer: str | None, one_layer: bool) -> VectorFeatures:
+    """Any other vector format GDAL reads (Shapefile, FlatGeobuf, GML, KML, ...),
+    through pyogrio (the optional ``vector`` extra, with GDAL in its wheel).
+
+    Raises:
+        VectorError: pyogrio is missing, the file is not a vector GDAL reads, or
+            the layer is unknown (or not named among several with ``one_layer``).
+    """
+    try:
+        import pyogrio
+        import pyogrio.raw
+    except ImportError:
+        raise VectorError(
+            f"{path.name} is neither GeoJSON nor GeoPackage; to read it directly, "
+            'pip install "roadseg[vector]", or convert it with '
+            f"ogr2ogr -f GPKG {path.with_suffix('.gpkg').name} {path.name}"
+        ) from None
+    try:
+        layers = tuple(str(row[0]) for row in pyogrio.list_layers(path))
+    except Exception:  # pyogrio raises its own DataSourceError and others
+        raise VectorError(
+            f"{path.name} is not a vector file GDAL can read; give a GeoPackage, GeoJSON, "
+            "Shapefile, FlatGeobuf or another OGR format"
+        ) from None
+    if not layers:
+        raise VectorError(f"{path.name} has no layer")
+    if layer is None:
+        if one_layer and len(layers) > 1:
+            raise VectorError(
+                f"{path.name} has several layers ({', '.join(layers)}); name one with --layer"
+            )
+        layer = layers[0]
+    elif layer not in layers:
+        raise VectorError(f"{path.name} has no layer {layer!r}; its layers: {', '.join(layers)}")
+    try:
+        meta, _, wkb, field_data = pyogrio.raw.read(path, layer=layer)
+    except Exception as exc:
+        raise VectorError(f"{path.name}: layer {layer!r} could not be read ({exc})") from None
+    names = [str(n) for n in meta.get("fields", [])]
+    geoms = tuple(
+        None if g is None else shapely.from_wkb(g) for g in (wkb if wkb is not None else [])
     )
+    props = tuple(
+        {name: _json_value(column[i]) for name, column in zip(names, field_data, strict=True)}
+        for i in range(len(geoms))
+    )
+    crs = _crs_obj(meta["crs"]) if meta.get("crs") else None
+    return VectorFeatures(geoms, props, crs, layer, layers)
 
 
 def read_lines(path: str | os.PathLike[str], layer: str | None = None) -> VectorLines:

@@ -151,8 +151,10 @@ def network_rates(rate: float) -> None:
                     with_precision(loaded.model, precision), 224, 3
                 ),
             }
+            from roadseg.engines import ENGINE_PRECISIONS
+
             for engine in available_engines():
-                if network_fn is not None and engine != "tensorflow":
+                if network_fn is not None and precision in ENGINE_PRECISIONS[engine]:
                     runs[engine] = network_fn(loaded, engine, precision)
             for engine, fn in runs.items():
                 seconds = timed(lambda fn=fn: fn(x), repeat=3)
@@ -262,9 +264,13 @@ def agreement(work: Path, small: int) -> None:
         ref = work / "agree_ref.tif"
         child(predict_cmd(src, ref, None, "--float", "--precision", "float32", *extra))
         want = read_prob(ref)
-        for engine in available_engines():
+        from roadseg.engines import ENGINE_PRECISIONS
+
+        for engine in ["tensorflow", *available_engines()]:
             for precision in ("float32", "bfloat16"):
                 if engine == "tensorflow" and precision == "float32":
+                    continue
+                if engine != "tensorflow" and precision not in ENGINE_PRECISIONS[engine]:
                     continue
                 out = work / "agree.tif"
                 opts = ("--float", "--precision", precision, *extra)
@@ -291,16 +297,9 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        rate = None
-        if "limit" in sections or "model" in sections:
-            rates = machine_rates()
-            print("\n| machine | TFLOP/s |\n| --- | --- |")
-            for k, v in rates.items():
-                print(f"| {k} | {v:.2f} |")
-            rate = rates["conv bfloat16"]
-        if "model" in sections and rate:
-            print()
-            network_rates(rate)
+        # Child processes first: Linux keeps a process's peak RSS across fork and
+        # exec, so a child started after this process has loaded models would
+        # report this process's peak as its own.
         if "predict" in sections:
             print()
             whole_runs(work, args.size, args.before)
@@ -310,6 +309,14 @@ def main() -> int:
         if "agree" in sections:
             print()
             agreement(work, args.small)
+        if "limit" in sections or "model" in sections:
+            rates = machine_rates()
+            print("\n| machine | TFLOP/s |\n| --- | --- |")
+            for k, v in rates.items():
+                print(f"| {k} | {v:.2f} |")
+            if "model" in sections:
+                print()
+                network_rates(rates["conv bfloat16"])
         if args.before and (work / "before").exists():
             subprocess.run(
                 ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(work / "before")],

@@ -218,6 +218,8 @@ def main() -> int:
         # A warm restart: the same data and recipe, from stage 1's model, with a
         # new cosine schedule at a lower peak (stage 1's had decayed to its floor).
         stage1 = args.work / "stage1.keras"
+        if stage1.resolve().is_relative_to(ROOT):  # recorded as the init: no machine path
+            stage1 = stage1.resolve().relative_to(ROOT)
         stages = [
             dataclasses.replace(base, output=stage1, run_dir=args.work / "run_stage1"),
             dataclasses.replace(

@@ -172,7 +172,8 @@ def test_read_errors(tmp_path: Path) -> None:
     with pytest.raises(VectorError, match="does not exist"):
         read_lines(tmp_path / "missing.geojson")
     (tmp_path / "x.txt").write_text("hello")
-    with pytest.raises(VectorError, match="neither GeoJSON nor GeoPackage"):
+    # With pyogrio: GDAL cannot read it; without: neither GeoJSON nor GeoPackage.
+    with pytest.raises(VectorError, match="not a vector file GDAL can read|neither GeoJSON"):
         read_lines(tmp_path / "x.txt")
     (tmp_path / "bad.geojson").write_text("{not json")
     with pytest.raises(VectorError, match="not valid JSON"):
@@ -320,3 +321,42 @@ def test_apls_by_hand() -> None:
     s = apls(detour, [LineString([(0, 0), (100, 0)])], interval_m=1000, buffer_m=1)
     assert s.truth_to_pred == pytest.approx(1 - 0.6)
     assert apls([], truth).apls == 0.0 and apls([], []).apls == 1.0
+
+
+@pytest.mark.parametrize(("driver", "suffix"), [("ESRI Shapefile", ".shp"), ("FlatGeobuf", ".fgb")])
+def test_other_gdal_formats_read_through_pyogrio(tmp_path: Path, driver: str, suffix: str) -> None:
+    pytest.importorskip("pyogrio")
+    import pyogrio.raw
+    import shapely
+
+    from roadseg.vector_io import read_features, read_lines
+
+    lines = [shapely.LineString([(500000, 4000000), (500100, 4000050)]), None]
+    path = tmp_path / f"roads{suffix}"
+    pyogrio.raw.write(
+        path,
+        np.array([None if g is None else shapely.to_wkb(g) for g in lines], dtype=object),
+        [np.array([7.5, 12.0]), np.array(["primary", "track"], dtype=object)],
+        ["width_m", "highway"],
+        driver=driver,
+        geometry_type="LineString",
+        crs="EPSG:32633",
+        layer="roads",
+        **({"SPATIAL_INDEX": "NO"} if driver == "FlatGeobuf" else {}),  # it allows no null
+    )
+    features = read_features(path, one_layer=True)
+    assert features.layer == "roads" and features.crs.to_epsg() == 32633
+    assert features.properties[0] == {"width_m": 7.5, "highway": "primary"}
+    assert features.properties[1]["highway"] == "track"
+    assert features.geoms[0].equals(lines[0])
+    assert len(read_lines(path).lines) == 1
+
+
+def test_a_file_gdal_cannot_read_is_one_clear_error(tmp_path: Path) -> None:
+    from roadseg.errors import VectorError
+    from roadseg.vector_io import read_features
+
+    path = tmp_path / "roads.shp"
+    path.write_bytes(b"not a shapefile at all")
+    with pytest.raises(VectorError, match="roads.shp"):
+        read_features(path)
