@@ -66,11 +66,11 @@ def inference_network(model: Any, filters: tuple[int, ...], bands: int, precisio
     (a mixed policy; see :func:`roadseg.precision.with_precision`).
 
     Measured on the bundled model (AMD EPYC, AVX-512-BF16, 2 cores, batch 8 of
-    224 px, ``scripts/bench_cpu_limit.py``): folding is worth about 1.2x in
-    bfloat16 and 1.3x in float32, and changes float32 probabilities by at most
-    about 1e-6. Weights stored in bfloat16 instead of cast by the mixed policy
-    gained nothing, and XLA (``jit_compile``) was 2.5x slower on this CPU, so
-    neither is used.
+    224 px, ``scripts/bench_cpu_limit.py``): folding is worth 1.12x in bfloat16
+    and 1.09x in float32, and changes float32 probabilities by at most about
+    1e-6. Weights stored in bfloat16 instead of cast by the mixed policy gained
+    nothing, and XLA (``jit_compile``) was 2.5x slower on this CPU, so neither
+    is used.
     """
     from roadseg.precision import with_precision
 
