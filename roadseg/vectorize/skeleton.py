@@ -94,7 +94,15 @@ def _skeleton_window(
         # the raster's centre, then scaled to the local ground scale.
         br, bc = np.nonzero(edge_bg)
         if br.size == 0:
-            raise _HaloTooSmall(2 * halo + 1)
+            if np.isfinite(margin):
+                raise _HaloTooSmall(2 * halo + 1)
+            # The window is the whole raster and all of it is road: no halo can
+            # find background, so the nearest is taken just outside the raster
+            # (the padded frame), where the road is not seen to end.
+            frame = np.zeros(img.shape, dtype=bool)
+            frame[[0, -1], :] = True
+            frame[:, [0, -1]] = True
+            br, bc = np.nonzero(frame)
         # Global pixel indices, so that the search does not depend on the window.
         br = br.astype(np.int64) + wr0 - 1
         bc = bc.astype(np.int64) + wc0 - 1

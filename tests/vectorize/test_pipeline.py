@@ -56,6 +56,15 @@ def test_empty_mask_gives_an_empty_network() -> None:
     assert len(net) == 0 and net.total_length_m == 0 and net.junctions == 0
 
 
+@pytest.mark.parametrize("chunk_size", [None, 64])
+def test_a_raster_that_is_all_road_ends(chunk_size: int | None) -> None:
+    """Every pixel road (a model that calls everything road): no window can find
+    background, so the halo once doubled without end (an int of 4300 digits)."""
+    options = VectorizeOptions(**({"chunk_size": chunk_size} if chunk_size else {}))
+    net = vectorize_array(np.ones((150, 170), bool), TRANSFORM, UTM, options=options)
+    assert len(net) >= 1 and net.total_length_m > 0
+
+
 def test_spacenet_mask_matches_its_centerlines() -> None:
     import rasterio
 
