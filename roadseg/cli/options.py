@@ -224,7 +224,8 @@ roads_opt = click.option(
     "--roads",
     type=click.Path(exists=True, dir_okay=False),
     default=None,
-    help="Road layer labelling the --data rasters (GeoPackage or GeoJSON): lines drawn as "
+    help="Road layer labelling the --data rasters (GeoPackage, GeoJSON; other GDAL formats "
+    'such as Shapefile with pip install "roadseg[vector]"): lines drawn as '
     "bands in metres (--road-width-m, --width-field, or the OpenStreetMap highway tag), "
     "polygons (road surfaces) as they are.",
 )
