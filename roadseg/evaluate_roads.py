@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 DEFAULT_BUFFER_M = 2.0
 #: How far a predicted junction may lie from a true one, metres.
 JUNCTION_RADIUS_M = 4.0
+#: Longest side of the decimated read that traces where a prediction has data.
+VALID_AREA_SIDE = 2048
 
 
 @dataclass(frozen=True)
@@ -181,7 +183,8 @@ def evaluate_roads(
     with tempfile.TemporaryDirectory(prefix="roadseg-eval-") as tmp:
         out = Path(tmp) / "prob.tif"
         for scene in tqdm(scenes, unit="raster", disable=not progress, desc="evaluate"):
-            predict_at_model_gsd(scene.path, out, model, run, gsd=gsd, infer_fn=infer_fn)
+            source, scene, opts = _predicted_part(scene, model, run, gsd, Path(tmp) / "part.vrt")
+            predict_at_model_gsd(source, out, model, opts, gsd=gsd, infer_fn=infer_fn)
             acc = count_in_area(out, scene, rho, chunk_size=chunk_size)
             scores.append(RasterScore(scene.path, acc.result(UINT8_PROBABILITIES, threshold)))
             overall.merge(acc)
@@ -199,6 +202,57 @@ def evaluate_roads(
         notes=tuple(notes),
         seconds=time.perf_counter() - started,
     )
+
+
+def area_window(scene: RoadScene, margin: int) -> tuple[int, int, int, int] | None:
+    """The part of the scene's raster to predict: the area's box grown by
+    ``margin`` pixels of context, as ``(col, row, width, height)``; None when that
+    is the whole raster."""
+    width, height = scene.size
+    x0, y0, x1, y1 = scene.area.bounds
+    c0 = max(0, math.floor(x0) - margin)
+    r0 = max(0, math.floor(y0) - margin)
+    c1 = min(width, math.ceil(x1) + margin)
+    r1 = min(height, math.ceil(y1) + margin)
+    if (c0, r0, c1, r1) == (0, 0, width, height):
+        return None
+    return c0, r0, c1 - c0, r1 - r0
+
+
+def _predicted_part(
+    scene: RoadScene, model: LoadedModel, run: PredictOptions, gsd: float | None, vrt: Path
+) -> tuple[Path, RoadScene, PredictOptions]:
+    """What to predict for a scene: its raster, or (when the area is a part of it,
+    as with ``--half`` or a small ``--aoi``) a VRT of the area's window with a
+    margin of two tiles, normalised with the whole raster's statistics, so the
+    pixels scored are those ``roadseg predict`` of the whole raster gives but for
+    the blending of the tiles. The scene comes back in the window's pixels."""
+    from shapely import affinity
+
+    from roadseg.preprocess import compute_normalizer, select_bands
+    from roadseg.raster_io import gdal_env, open_raster
+    from roadseg.resample import write_resampled_vrt
+
+    info = model.info
+    tile = run.tile_size or info.tile_size
+    in_gsd = gsd or scene.gsd
+    scale = info.gsd / in_gsd if info.gsd and in_gsd else 1.0
+    window = area_window(scene, math.ceil(2 * tile * max(scale, 1.0)))
+    if window is None:
+        return scene.path, scene, run
+    c0, r0, w, h = window
+    with gdal_env(), open_raster(scene.path, expand_palette=True) as src:
+        bands = select_bands(src, run.bands, info.bands, scene.path)
+        normalizer = run.normalizer or compute_normalizer(src, bands, info.normalization)
+    with gdal_env(), open_raster(scene.path) as src:
+        write_resampled_vrt(src, scene.path, vrt, w, h, window=window)
+    shifted = replace(
+        scene,
+        size=(w, h),
+        area=affinity.translate(scene.area, -c0, -r0),
+        shapes=[affinity.translate(g, -c0, -r0) for g in scene.shapes],
+    )
+    return vrt, shifted, replace(run, normalizer=normalizer)
 
 
 def count_in_area(
@@ -282,8 +336,35 @@ def network_lines(
         )
         t = ds.transform
         crs = ds.crs
-    area = affinity.affine_transform(scene.area, [t.a, t.b, t.d, t.e, t.xoff, t.yoff])
+        valid = valid_area(ds)
+    pixels = scene.area if valid is None else scene.area.intersection(valid)
+    area = affinity.affine_transform(pixels, [t.a, t.b, t.d, t.e, t.xoff, t.yoff])
     return _clip(found.lines, area), _clip(scene.lines, area), crs
+
+
+def valid_area(ds: Any, side: int = VALID_AREA_SIDE) -> Any:
+    """Where a probability raster has data, as a polygon in its pixel coordinates
+    (traced on a read decimated to at most ``side`` pixels a side, so its edge is
+    as exact as the decimation); None when it has data everywhere."""
+    import shapely
+    from affine import Affine
+    from rasterio.enums import Resampling
+    from rasterio.features import shapes
+
+    scale = max(ds.width, ds.height) / side
+    h = max(1, min(ds.height, round(ds.height / max(scale, 1.0))))
+    w = max(1, min(ds.width, round(ds.width / max(scale, 1.0))))
+    levels = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
+    valid = (levels != PROB_NODATA).astype(np.uint8)
+    if valid.all():
+        return None
+    to_pixels = Affine.scale(ds.width / w, ds.height / h)
+    parts = [
+        shapely.geometry.shape(geom)
+        for geom, value in shapes(valid, mask=valid.astype(bool), transform=to_pixels)
+        if value
+    ]
+    return shapely.union_all(parts) if parts else shapely.Polygon()
 
 
 def _clip(lines: Sequence[Any], area: Any) -> list[Any]:

@@ -63,7 +63,7 @@ from roadseg.inference import (
 from roadseg.journal import RunJournal, journal_dir, run_identity
 from roadseg.model import LoadedModel
 from roadseg.precision import PRECISIONS, resolve_precision
-from roadseg.preprocess import compute_normalizer, select_bands
+from roadseg.preprocess import Normalizer, compute_normalizer, select_bands
 from roadseg.preview import PREVIEW_SIDE, write_preview
 from roadseg.raster_io import (
     atomic_output,
@@ -169,6 +169,9 @@ class PredictOptions:
     resume: bool = False
     max_memory: int = DEFAULT_MAX_MEMORY
     engine: str = "tensorflow"
+    #: The input's normalisation, instead of the statistics of the input itself
+    #: (evaluate predicts a window of a raster with the whole raster's).
+    normalizer: Normalizer | None = None
 
 
 @dataclass(frozen=True)
@@ -302,7 +305,7 @@ def prepare_run(
     _check_options(options, tile, threshold)
     check_dtype(src, input_path)
     bands = select_bands(src, options.bands, info.bands, input_path)
-    normalizer = compute_normalizer(src, bands, info.normalization)
+    normalizer = options.normalizer or compute_normalizer(src, bands, info.normalization)
     plan = Plan(
         height=src.height,
         width=src.width,
@@ -397,6 +400,8 @@ def journal_identity(
     """What a resume journal of this run records: two runs with the same
     identity write the same pixels."""
     settings = {**tags, "as_float": options.as_float, "mask": options.mask_path is not None}
+    if options.normalizer is not None:
+        settings["normalizer"] = options.normalizer
     return run_identity(Path(input_path), model.sha256, settings)
 
 

@@ -278,10 +278,12 @@ def write_resampled_vrt(
     vrt_path: Path,
     width: int,
     height: int,
+    window: tuple[int, int, int, int] | None = None,
 ) -> None:
-    """Describe ``source`` resampled to ``width`` x ``height`` as a VRT file.
+    """Describe ``source`` (or its ``window``: column and row offsets, width and
+    height in source pixels) resampled to ``width`` x ``height`` as a VRT file.
 
-    The VRT covers the same extent, CRS and bands (colour interpretation,
+    The VRT covers the same extent (the window's), CRS and bands (colour interpretation,
     nodata, colour table, dataset mask) as the source. GDAL resamples it
     bilinearly, skipping nodata; going coarser, GDAL widens the kernel by the
     scale factor, so it filters like an average without aliasing. Not
@@ -294,8 +296,9 @@ def write_resampled_vrt(
     palette = is_palette(src)
     method = "nearest" if palette else "bilinear"
     path = escape(str(source.resolve()))
+    c0, r0, w0, h0 = window if window is not None else (0, 0, src.width, src.height)
     rects = (
-        f'<SrcRect xOff="0" yOff="0" xSize="{src.width}" ySize="{src.height}"/>'
+        f'<SrcRect xOff="{c0}" yOff="{r0}" xSize="{w0}" ySize="{h0}"/>'
         f'<DstRect xOff="0" yOff="0" xSize="{width}" ySize="{height}"/>'
     )
 
@@ -310,7 +313,7 @@ def write_resampled_vrt(
     if src.crs:
         parts.append(f"<SRS>{escape(src.crs.to_wkt())}</SRS>")
     if not src.transform.is_identity:
-        t = src.transform @ Affine.scale(src.width / width, src.height / height)
+        t = src.transform @ Affine.translation(c0, r0) @ Affine.scale(w0 / width, h0 / height)
         parts.append(
             "<GeoTransform>" + ", ".join(repr(float(v)) for v in t.to_gdal()) + "</GeoTransform>"
         )
@@ -600,7 +603,9 @@ def _predict_resampled(
                 src, grid_path, bands, tmp_out, tmp_mask, result.threshold, options.as_float, tags
             )
             if tmp_preview is not None:
-                normalizer = compute_normalizer(src, bands, model.info.normalization)
+                normalizer = options.normalizer or compute_normalizer(
+                    src, bands, model.info.normalization
+                )
                 write_preview(src, bands, normalizer, tmp_out, tmp_preview)
     return PredictResult(
         output=output_path,

@@ -158,6 +158,37 @@ def test_halves_and_the_aoi_restrict_the_counted_pixels(
     assert score(model, guess, lines, aoi=aoi, half="upper").overall.counts.total == 64 * 96
 
 
+def test_a_half_predicts_its_window_only_and_counts_the_same(
+    scene: tuple[Path, Path, Path],
+    model: LoadedModel,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With tiles small enough, a half is predicted as a window of the raster (the
+    half and a margin of two tiles), and scored on the same pixels as before."""
+    import roadseg.resample
+    from roadseg.predict import PredictOptions
+
+    image, mask_path, lines = scene
+    guess = mask_as_image(scene_mask(mask_path), mask_path, tmp_path / "m.tif")
+    seen: list[tuple[int, int]] = []
+    real = roadseg.resample.predict_at_model_gsd
+
+    def spy(source, *args, **kw):  # type: ignore[no-untyped-def]
+        with rasterio.open(source) as src:
+            seen.append((src.width, src.height))
+        return real(source, *args, **kw)
+
+    monkeypatch.setattr(roadseg.resample, "predict_at_model_gsd", spy)
+    small = PredictOptions(tile_size=32, overlap=8)
+    whole = score(model, guess, lines, rho=0, options=small).overall.counts
+    upper = score(model, guess, lines, rho=0, half="upper", options=small).overall.counts
+    lower = score(model, guess, lines, rho=0, half="lower", options=small).overall.counts
+    assert seen == [(SIZE, SIZE), (SIZE, SIZE // 2 + 64), (SIZE, SIZE // 2 + 64)]
+    for key in ("tp", "fp", "fn", "tn"):
+        assert getattr(upper, key) + getattr(lower, key) == getattr(whole, key), key
+
+
 def test_nodata_is_never_counted(
     scene: tuple[Path, Path, Path], model: LoadedModel, tmp_path: Path
 ) -> None:
@@ -172,6 +203,22 @@ def test_nodata_is_never_counted(
     assert result.nodata == 256 and result.counts.total == SIZE * SIZE - 256
     lower = score(model, path, lines, half="lower").overall
     assert lower.nodata == 0 and lower.counts.total == SIZE * SIZE // 2
+
+
+def test_roads_under_nodata_are_not_missed_by_the_network(
+    scene: tuple[Path, Path, Path], model: LoadedModel, tmp_path: Path
+) -> None:
+    """A perfect prediction of a raster whose left half is nodata: the lines there
+    are not asked of the prediction, so completeness stays high."""
+    image, _, lines = scene
+    path = mask_as_image(burned_truth(image, lines), image, tmp_path / "p.tif", nodata=7)
+    with rasterio.open(path, "r+") as dst:
+        data = dst.read()
+        data[:, :, : SIZE // 2] = 7
+        dst.write(data)
+    network = score(model, path, lines, network=True).network
+    assert network is not None
+    assert network.centerlines.completeness > 0.9 and network.centerlines.correctness > 0.9
 
 
 # ---------------------------------------------------------------------------------------------

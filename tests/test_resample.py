@@ -202,6 +202,20 @@ def test_vrt_reads_the_same_by_windows(make_geotiff, tmp_path, size) -> None:
             assert np.abs(part - full[top : top + 32]).max() <= 1, top
 
 
+def test_vrt_of_a_window_reads_the_window_on_its_grid(make_geotiff, tmp_path) -> None:
+    src_path = make_geotiff(smooth_rgb(150, 130))
+    vrt = tmp_path / "w.vrt"
+    with rasterio.open(src_path) as src:
+        write_resampled_vrt(src, src_path, vrt, 40, 30, window=(20, 50, 40, 30))
+        expected = src.read(window=Window(20, 50, 40, 30))
+        corner = src.transform * (20, 50)
+        res = src.res
+    with rasterio.open(vrt) as ds:
+        assert np.array_equal(ds.read(), expected)
+        assert ds.transform * (0, 0) == pytest.approx(corner)
+        assert ds.res == pytest.approx(res)
+
+
 # --------------------------------------------------------------------------- prediction
 
 

@@ -257,7 +257,8 @@ def evaluate(
     against the road layer, burned on each raster's grid exactly as
     'roadseg train --roads' draws its masks (--road-width-m, --width-field,
     --width-table). Only pixels inside --aoi and --half (default: each
-    raster's footprint) count, never nodata; the pixel metrics are pooled
+    raster's footprint) count, never nodata (only that part of a raster and a
+    margin are predicted); the pixel metrics are pooled
     over the rasters, and include the best F1 over all thresholds. The
     predictions are also vectorized and their network scored against the
     lines inside the same area (--no-network skips it).
