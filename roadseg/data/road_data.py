@@ -96,6 +96,7 @@ class RoadScene:
     Attributes:
         path: the raster.
         size: ``(width, height)``.
+        dtype: its pixel type (of the first band).
         crs: its CRS, as text.
         gsd: metres per pixel (mean of x and y), or None when not georeferenced.
         area: the trusted area in pixel coordinates (AOI within the footprint).
@@ -110,6 +111,7 @@ class RoadScene:
 
     path: Path
     size: tuple[int, int] = (0, 0)
+    dtype: str = ""
     crs: str = "none"
     gsd: float | None = None
     area: Any = None
@@ -362,6 +364,7 @@ def place_road_layer(
         try:
             with open_raster(path) as src:
                 scene.size = (src.width, src.height)
+                scene.dtype = src.dtypes[0]
                 scene.crs = src.crs.to_string() if src.crs is not None else "none"
                 px = pixel_size_m(src)
                 scene.gsd = (px[0] + px[1]) / 2.0 if px else None
@@ -490,6 +493,7 @@ def _assemble(
         gsd=float(np.median(gsds)) if gsds else None,
         gsd_source="georeferencing" if gsds else "unknown",
         size_range=_size_range([s.size for s in scenes.values()]),
+        dtypes=tuple(sorted({s.dtype for s in scenes.values() if s.dtype})),
         megapixels=train_px / 1e6,
         road_fraction=float(np.mean(shares)) if shares else None,
         notes=placed.notes,

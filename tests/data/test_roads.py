@@ -63,6 +63,7 @@ def test_lines_in_lonlat_and_in_the_rasters_utm_burn_alike(scene: tuple, tmp_pat
 def test_spatial_split_never_shares_a_pixel(scene: tuple) -> None:
     image, _, lines = scene
     ds = scan_road_dataset(image, lines, tile_size=32, block_m=32, val_fraction=0.3, seed=3)
+    assert "256x256 px, uint8;" in ds.report.summary()  # the Data: line of train
     sc = ds.scenes[image]
     rng = np.random.default_rng(0)
     seen = {s: np.zeros((256, 256), bool) for s in ("train", "val")}
