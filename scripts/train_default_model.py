@@ -21,15 +21,18 @@ The recipe (all through :class:`roadseg.train.TrainConfig`): crops drawn at a
 GSD log-uniform in 0.3-1.2 m (so the model records 0.6 m and ``roadseg predict``
 reads inputs at 0.6 m), a 2-98 percentile stretch per band for every dtype
 (``normalization="percentile"``), the library's photometric augmentation, a
-fixed seed. Two stages, each a ``roadseg.train`` run with a cosine schedule:
+fixed seed. Three stages, each a ``roadseg.train`` run with a cosine schedule:
 stage 1 trains from scratch (``--epochs``, peak learning rate ``--lr``) and
 writes ``stage1.keras`` in ``--work``; stage 2 starts from it
-(``--stage2-epochs``, half the peak learning rate) and writes ``--out``. A
-finished stage whose model file is there is skipped. Each stage's run folder
-keeps checkpoints: ``--resume`` continues an interrupted one.
+(``--stage2-epochs``, half the peak learning rate) and writes ``stage2.keras``;
+stage 3 starts from that (``--stage3-epochs``, a quarter of the peak), with the
+scenes of the hard-negative settings (``winter``, ``terraces``) added to the data
+in ``data_stage3`` (hard links to the files of stages 1-2 plus the new scenes),
+and writes ``--out``. A finished stage whose model file is there is skipped. Each
+stage's run folder keeps checkpoints: ``--resume`` continues an interrupted one.
 
 Usage:
-    python scripts/train_default_model.py [--epochs 18] [--stage2-epochs 16] [--steps 150]
+    python scripts/train_default_model.py [--epochs 18] [--stage2-epochs 14] [--stage3-epochs 12]
     python scripts/train_default_model.py --resume
 """
 
@@ -63,6 +66,11 @@ SYNTHETIC_VAL = 1
 SCENE_SIZE = 1024
 #: The second stage's peak learning rate, as a fraction of the first's.
 STAGE2_LR_FACTOR = 0.5
+#: The third stage's: a quarter of the first's.
+STAGE3_LR_FACTOR = 0.25
+#: The settings of stages 1 and 2 (the registry then); stage 3 adds the rest, the
+#: hard negatives of ``roadseg.synthetic.lookalikes`` (snowy forest, row houses).
+FIRST_SETTINGS = ("city", "countryside", "desert", "forest", "highway", "rural", "suburbs")
 
 
 def write_georeferenced(
@@ -114,12 +122,15 @@ def prepare_dubai(data: Path, dubai: Path = DUBAI) -> int:
     return count
 
 
-def prepare_synthetic(data: Path) -> int:
-    """Scenes of every setting: seeds 1000+ train, 5000+ validate."""
+def prepare_synthetic(data: Path, settings: tuple[str, ...] | None = None) -> int:
+    """Scenes of ``settings`` (default: every setting): seeds 1000+ train, 5000+
+    validate, 100 apart per setting in the registry's sorted order."""
     from roadseg.synthetic import SETTINGS, SceneSpec, write_scene
 
     count = 0
     for s, setting in enumerate(sorted(SETTINGS)):
+        if settings is not None and setting not in settings:
+            continue
         for split, first, n in (("train", 1000, SYNTHETIC_TRAIN), ("val", 5000, SYNTHETIC_VAL)):
             for i in range(n):
                 seed = first + 100 * s + i
@@ -129,6 +140,25 @@ def prepare_synthetic(data: Path) -> int:
                     write_scene(data / split, SCENE_SIZE, SCENE_SIZE, spec, name=name)
                 count += 1
     return count
+
+
+def prepare_stage3(data: Path, data3: Path) -> int:
+    """Stage 3's data: stage 1-2's files (hard links, no copies) and the scenes of
+    the settings added since (seeded as :func:`prepare_synthetic` seeds them)."""
+    from roadseg.synthetic import SETTINGS
+
+    for split in ("train", "val"):
+        (data3 / split).mkdir(parents=True, exist_ok=True)
+        for f in sorted((data / split).iterdir()):
+            if not (data3 / split / f.name).exists():
+                os.link(f, data3 / split / f.name)
+    return prepare_synthetic(data3, tuple(sorted(set(SETTINGS) - set(FIRST_SETTINGS))))
+
+
+def relative(path: Path) -> Path:
+    """A path as model files record it (data, init): relative to the repository when
+    inside it, so a shipped file names no folder of the machine that trained it."""
+    return path.resolve().relative_to(ROOT) if path.resolve().is_relative_to(ROOT) else path
 
 
 def _finished(state: Path) -> bool:
@@ -159,8 +189,15 @@ def main() -> int:
     parser.add_argument(
         "--stage2-epochs",
         type=int,
-        default=16,
+        default=14,
         help="epochs of the second stage, from the first stage's model (0: one stage)",
+    )
+    parser.add_argument(
+        "--stage3-epochs",
+        type=int,
+        default=12,
+        help="epochs of the third stage (hard-negative settings added), from stage 2's model;"
+        " 0: two stages",
     )
     parser.add_argument(
         "--prepare-only", action="store_true", help="write the training data to --work and stop"
@@ -173,20 +210,23 @@ def main() -> int:
     for split in ("train", "val"):
         (data / split).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    n_synth = prepare_synthetic(data)
+    n_synth = prepare_synthetic(data, FIRST_SETTINGS)
     n_dubai = prepare_dubai(data, args.dubai) if args.dubai.is_dir() and not args.no_dubai else 0
     print(
         f"data: {n_synth} synthetic scenes + {n_dubai} Dubai images ({time.time() - t0:.0f} s)",
         flush=True,
     )
+    data3 = args.work / "data_stage3"
+    if args.stage2_epochs and args.stage3_epochs:
+        n3 = prepare_stage3(data, data3)
+        print(f"stage 3 data: + {n3} scenes of the added settings", flush=True)
     if args.prepare_only:
         return 0
     lo, hi = (float(v) for v in args.gsd_range.split(","))
     # The model file records where its data was: relative to the repository,
     # so the shipped file names no folder of the machine that trained it.
     os.chdir(ROOT)
-    if data.resolve().is_relative_to(ROOT):
-        data = data.resolve().relative_to(ROOT)
+    data = relative(data)
     base = TrainConfig(
         data=data,
         output=args.out,
@@ -215,21 +255,33 @@ def main() -> int:
 
     stages = [base]
     if args.stage2_epochs:
-        # A warm restart: the same data and recipe, from stage 1's model, with a
-        # new cosine schedule at a lower peak (stage 1's had decayed to its floor).
-        stage1 = args.work / "stage1.keras"
-        if stage1.resolve().is_relative_to(ROOT):  # recorded as the init: no machine path
-            stage1 = stage1.resolve().relative_to(ROOT)
+        # Warm restarts: the same recipe from the previous stage's model, with a new
+        # cosine schedule at a lower peak (the previous one had decayed to its floor).
+        stage1 = relative(args.work / "stage1.keras")
+        stage2 = relative(args.work / "stage2.keras")
         stages = [
             dataclasses.replace(base, output=stage1, run_dir=args.work / "run_stage1"),
             dataclasses.replace(
                 base,
+                output=stage2 if args.stage3_epochs else args.out,
                 init=str(stage1),
                 epochs=args.stage2_epochs,
                 lr=args.lr * STAGE2_LR_FACTOR,
                 run_dir=args.work / "run_stage2",
             ),
         ]
+        if args.stage3_epochs:
+            # Stage 3 adds the hard-negative settings to the data.
+            stages.append(
+                dataclasses.replace(
+                    base,
+                    data=relative(data3),
+                    init=str(stage2),
+                    epochs=args.stage3_epochs,
+                    lr=args.lr * STAGE3_LR_FACTOR,
+                    run_dir=args.work / "run_stage3",
+                )
+            )
     for k, config in enumerate(stages, 1):
         state = Path(config.run_folder) / "state.json"
         if len(stages) > 1 and Path(config.output).is_file() and _finished(state):

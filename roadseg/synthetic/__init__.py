@@ -27,10 +27,11 @@ Modules, in the order a scene flows through them: ``spec`` (public value types),
 ``geometry`` (polyline primitives, the segment index), ``elements`` (what a layout is
 made of), ``network`` (roads, rivers, tracks), ``objects`` (buildings, cars, trees),
 ``settings`` (the registry of landscape settings: countryside, suburbs, city, rural,
-forest, highway, desert; ``SceneSpec.setting`` picks one) with what they share,
+forest, highway, desert, winter, terraces; ``SceneSpec.setting`` picks one) with what they share,
 ``streets`` (street grids, curved streets, highways), ``scenery`` (what a setting
 places), ``surfaces`` (pads: driveways, pools, car parks, crosswalks), ``urban``
-(suburbs, city) and ``landscapes`` (rural, forest, highway, desert), ``layout`` (the
+(suburbs, city), ``landscapes`` (rural, forest, highway, desert) and ``lookalikes``
+(winter, terraces: what real previews showed the model mistaking for roads), ``layout`` (the
 cached layout of one scene), ``canvas`` and ``landcover`` and ``rendering`` (one
 window), ``generate`` (scenes in memory) and ``writing`` (GeoTIFF and GeoJSON files).
 """

@@ -28,6 +28,14 @@ from roadseg.synthetic.landscapes import (
     rural_network,
     rural_style,
 )
+from roadseg.synthetic.lookalikes import (
+    terraces_network,
+    terraces_objects,
+    terraces_style,
+    winter_network,
+    winter_objects,
+    winter_style,
+)
 from roadseg.synthetic.network import NetworkBuilder, place_tracks
 from roadseg.synthetic.palettes import Style, make_style
 from roadseg.synthetic.scenery import Islands, Scenery, countryside_objects
@@ -101,9 +109,16 @@ HIGHWAY = Setting("highway", highway_style, highway_network, place_tracks)
 #: Desert towns: sand, flat light roofs, walled compounds, drifts on the roads.
 DESERT = Setting("desert", desert_style, desert_network, place_tracks, desert_objects)
 
+#: Snow fields and patchy conifer forest with ploughed roads (hard negatives).
+WINTER = Setting("winter", winter_style, winter_network, place_tracks, winter_objects)
+
+#: Rows of houses close to the street, many flat dark roofs (hard negatives).
+TERRACES = Setting("terraces", terraces_style, terraces_network, no_tracks, terraces_objects)
+
 #: Every setting by name.
 SETTINGS: dict[str, Setting] = {
-    s.name: s for s in (COUNTRYSIDE, SUBURBS, CITY, RURAL, FOREST, HIGHWAY, DESERT)
+    s.name: s
+    for s in (COUNTRYSIDE, SUBURBS, CITY, RURAL, FOREST, HIGHWAY, DESERT, WINTER, TERRACES)
 }
 
 #: The setting of every scene until a SceneSpec chooses one.
