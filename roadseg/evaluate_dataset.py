@@ -230,17 +230,12 @@ class _NoCrsFilter(logging.Filter):
 def compile_infer_fn(
     model: LoadedModel, options: PredictOptions
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """One compiled inference function for every image (as predict builds it)."""
-    from roadseg.fused import inference_network
-    from roadseg.precision import resolve_precision
-    from roadseg.predict import configure_devices, make_infer_fn
+    """One compiled inference function for every image, of ``options.engine``
+    (as predict builds it)."""
+    from roadseg.predict import inference_for
 
-    configure_devices()
-    network = inference_network(
-        model.model, model.info.filters, model.info.bands, resolve_precision(options.precision)
-    )
     tile = options.tile_size or model.info.tile_size
-    return make_infer_fn(network, tile, model.info.bands, options.tta)
+    return inference_for(model, tile, options)[0]
 
 
 #: Suffixes that name the role of a file rather than the place it shows.

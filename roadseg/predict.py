@@ -116,6 +116,7 @@ __all__ = [
     "configure_devices",
     "encode_rows",
     "gpu_free_bytes",
+    "inference_for",
     "iter_batches",
     "journal_identity",
     "make_infer_fn",
@@ -320,7 +321,7 @@ def prepare_run(
     batch = options.batch_size or DEFAULT_BATCH
     engine = "tensorflow"
     if infer_fn is None:
-        infer_fn, engine, precision = _network(model, tile, options)
+        infer_fn, engine, precision = inference_for(model, tile, options)
         dtype_bytes = 2 if precision in ("float16", "bfloat16") else 4
         if options.batch_size is None:
             batch = starting_batch_size(DEFAULT_BATCH, tile, info.filters, dtype_bytes)
@@ -348,11 +349,11 @@ def prepare_run(
     return PreparedRun(plan, infer_fn, tags, threshold, precision, batch)
 
 
-def _network(
+def inference_for(
     model: LoadedModel, tile: int, options: PredictOptions
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str, str]:
     """The inference function of ``options.engine`` (with ``options.tta``), the
-    engine and the precision it runs.
+    engine and the precision it runs (one home for predict and evaluate).
 
     Raises:
         EngineError: an engine that cannot run the precision asked for.

@@ -134,6 +134,31 @@ def test_cli_reports_json_and_one_line_errors(model, tmp_path) -> None:
     assert len([line for line in bad.output.splitlines() if line.strip()]) == 1
 
 
+def test_engine_runs_the_model_and_agrees_with_tensorflow(model, tmp_path) -> None:
+    from roadseg.engines import available_engines
+
+    if "onnxruntime" not in available_engines():
+        pytest.skip("onnxruntime is not installed")
+    data = _plain(tmp_path / "d", 2)
+    args = ["evaluate", "--data", str(data), "--model", str(model.path), "--json"]
+    run = CliRunner().invoke
+    tf = run(cli, args)
+    ort = run(cli, [*args, "--engine", "onnxruntime"])
+    assert tf.exit_code == 0 and ort.exit_code == 0, ort.output
+    a, b = json.loads(tf.stdout)["overall"], json.loads(ort.stdout)["overall"]
+    assert abs(a["f1"] - b["f1"]) < 0.02 and abs(a["iou"] - b["iou"]) < 0.02
+    pred = tmp_path / "d" / "p0.png"
+    bad = run(cli, ["evaluate", str(pred), str(pred), "--engine", "onnxruntime"])
+    assert bad.exit_code == 2 and "--engine goes with --data" in bad.output
+
+
+def test_engine_names_match_the_library() -> None:
+    from roadseg.cli.options import ENGINE_NAMES
+    from roadseg.engines import PREDICT_ENGINES
+
+    assert ENGINE_NAMES == PREDICT_ENGINES
+
+
 def _write_mask(path: Path, mask: np.ndarray) -> None:
     Image.fromarray(mask.astype(np.uint8) * 255).save(path)
 

@@ -15,6 +15,7 @@ from roadseg.cli.options import (
     LibraryDefault,
     bands_opt,
     check_road_layer_options,
+    engine_option,
     given,
     gsd_opt,
     model_opt,
@@ -177,6 +178,7 @@ def choose_mode(
     help="With --data: road class value of multi-class index masks.",
 )
 @overwrite_opt
+@engine_option
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar and no 'Wrote' note.")
 def evaluate(
     pred: str | None,
@@ -202,6 +204,7 @@ def evaluate(
     road_color: tuple[int, int, int] | None,
     road_value: int | None,
     overwrite: bool,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Compare PRED, a road prediction, with TRUTH, a road mask of the same grid
@@ -277,6 +280,8 @@ def evaluate(
     mode = choose_mode(pred, truth, data, model, road_color, road_value, roads)
     if gsd is not None and mode is not Mode.ROADS:
         raise click.UsageError("--gsd goes with --data RASTERS --roads LAYER")
+    if given("engine") and mode not in (Mode.ROADS, Mode.DATASET):
+        raise click.UsageError("--engine goes with --data (it runs the model)")
     # PRED's own threshold (a model's, or vectorize's) unless --threshold was given.
     own = threshold if given("threshold") else None
     if mode is Mode.ROADS:
@@ -314,6 +319,7 @@ def evaluate(
             as_json=as_json,
             curve_path=curve_path,
             overwrite=overwrite,
+            engine=engine,
             quiet=quiet,
         )
         return
@@ -326,7 +332,7 @@ def evaluate(
                 param_hint="--data",
             )
         rule_ = (road_color, road_value, road_width_m)
-        _evaluate_data(data, model, split, rule_, bands, own, rho, as_json, quiet)
+        _evaluate_data(data, model, split, rule_, bands, own, rho, as_json, engine, quiet)
         return
     pred, truth = cast(str, pred), cast(str, truth)  # choose_mode refused None
     if mode is Mode.FOLDERS:
@@ -375,6 +381,7 @@ def _evaluate_data(
     threshold: float | None,
     rho: float,
     as_json: bool,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Predict and score every image of a dataset split (``label``: road colour,
@@ -395,7 +402,7 @@ def _evaluate_data(
         bands=bands,
         threshold=threshold,
         rho=rho,
-        options=PredictOptions(precision="auto"),
+        options=PredictOptions(precision="auto", engine=engine),
         progress=show_progress(quiet),
     )
     if as_json:
@@ -425,6 +432,7 @@ def _evaluate_roads(
     as_json: bool,
     curve_path: str | None,
     overwrite: bool,
+    engine: str,
     quiet: bool,
 ) -> None:
     """Predict rasters and score them against a road layer (and the --curve CSV)."""
@@ -448,7 +456,7 @@ def _evaluate_roads(
         network=network,
         buffer_m=buffer_m,
         gsd=gsd,
-        options=PredictOptions(precision="auto", bands=bands),
+        options=PredictOptions(precision="auto", bands=bands, engine=engine),
         progress=show_progress(quiet),
     )
     if curve_path is not None:

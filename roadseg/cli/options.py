@@ -20,6 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: The names of roadseg.data.aoi_split.HALVES, for --half's choices without importing it.
 HALF_NAMES = ("upper", "lower", "left", "right")
+#: roadseg.engines.PREDICT_ENGINES, for --engine's choices without importing it.
+ENGINE_NAMES = ("auto", "tensorflow", "onnxruntime", "openvino")
 #: The usage error of ``--workers`` together with ``--scheduler``.
 WORKERS_OR_SCHEDULER = "give --workers or --scheduler, not both"
 #: The usage error of a tile size that the network cannot take.
@@ -264,6 +266,20 @@ _road_layer_opts = (
 )
 #: The options that only make sense with --roads, by parameter name.
 ROAD_LAYER_PARAMS = ("layer", "width_field", "width_table", "aoi", "half")
+
+
+def engine_option(f: F) -> F:
+    """``--engine``: what runs the network (predict, and evaluate with --model)."""
+    return click.option(
+        "--engine",
+        type=click.Choice(ENGINE_NAMES),
+        default="tensorflow",
+        show_default=True,
+        help="What runs the network. onnxruntime (float32 only) and openvino (bfloat16 on CPUs "
+        'that have it) are optional: pip install "roadseg[onnx]" or "roadseg[openvino]". '
+        "auto: openvino when installed, else tensorflow. The engines agree with TensorFlow "
+        "float32 within the README's bounds, not bit for bit.",
+    )(f)
 
 
 def road_layer_options(f: F) -> F:

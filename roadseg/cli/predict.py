@@ -12,6 +12,7 @@ from roadseg.cli.options import (
     LibraryDefault,
     bands,
     check_tile_size,
+    engine_option,
     memory_size,
     model_opt,
     overwrite_opt,
@@ -118,16 +119,7 @@ def _gsd(ctx: click.Context, param: click.Parameter, value: float | None) -> flo
     type=click.Choice(PRECISIONS),
     help="auto: bfloat16 on a CPU with AVX-512-BF16/AMX, float16 on a GPU, else float32.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(["auto", "tensorflow", "onnxruntime", "openvino"]),
-    default="tensorflow",
-    show_default=True,
-    help="What runs the network. onnxruntime (float32 only) and openvino (bfloat16 on CPUs "
-    'that have it) are optional: pip install "roadseg[onnx]" or "roadseg[openvino]". '
-    "auto: openvino when installed, else tensorflow. The engines agree with TensorFlow "
-    "float32 within the README's bounds, not bit for bit.",
-)
+@engine_option
 @click.option(
     "--tta",
     cls=LibraryDefault,
