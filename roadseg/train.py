@@ -665,6 +665,9 @@ def _fit(
         on_start(RunStart(run.report, plan, initial_epoch, run_dir))
     if initial_epoch >= plan.epochs or run.state.get("stopped_early"):
         return
+    val_steps = math.ceil(crops.n_val / plan.batch_size)
+    if initial_epoch == 0 and config.init is not None and plan.preset.higher_is_better:
+        _init_baseline(run, model, val_ds, val_steps, base_info, on_epoch)
     try:
         model.fit(
             train_ds,
@@ -672,7 +675,7 @@ def _fit(
             initial_epoch=initial_epoch,
             steps_per_epoch=plan.steps_per_epoch,
             validation_data=val_ds,
-            validation_steps=math.ceil(crops.n_val / plan.batch_size),
+            validation_steps=val_steps,
             callbacks=callbacks,
             verbose=1 if progress else 0,
             shuffle=False,
@@ -684,6 +687,39 @@ def _fit(
         raise
     if crops.skips.fatal is not None:
         raise crops.skips.fatal
+
+
+def _init_baseline(
+    run: _Run,
+    model: Any,
+    val_ds: Any,
+    val_steps: int,
+    info: ModelInfo,
+    on_epoch: Callable[[EpochReport], None] | None,
+) -> None:
+    """Epoch 0 of a fine-tune that watches validation F1: the ``--init`` model is
+    scored on the validation crops and becomes the best checkpoint, so an epoch is
+    kept only if it beats the model the user started from; when none does, the
+    fine-tune gives that model back (with a threshold chosen on this data)."""
+    started = time.perf_counter()
+    scores = model.evaluate(val_ds, steps=val_steps, verbose=0, return_dict=True)
+    logs = {f"val_{k}": float(v) for k, v in scores.items() if finite(v) is not None}
+    f1 = f1_from(finite(logs.get("val_precision")), finite(logs.get("val_recall")))
+    if f1 is None:
+        return
+    logs["val_f1"] = f1
+    ckpt = run.run_dir / "checkpoints"
+    save_model(
+        model,
+        ckpt / "best.keras",
+        dataclasses.replace(info, provenance=dict(info.provenance, checkpoint_epoch=0)),
+    )
+    # Also the last checkpoint: a run stopped during epoch 1 resumes from here.
+    copy_atomic(ckpt / "best.keras", ckpt / "last.keras")
+    run.state.update(best=f1, best_epoch=0, wait=0)
+    write_json_atomic(run.run_dir / STATE_FILE, run.state)
+    if on_epoch is not None:
+        on_epoch(EpochReport(0, run.plan.epochs, logs, time.perf_counter() - started, True))
 
 
 def _final_model(run: _Run) -> Any:

@@ -321,7 +321,8 @@ class EpochReport:
     """Passed to ``on_epoch`` after each epoch.
 
     Attributes:
-        epoch: epochs done (1-based).
+        epoch: epochs done (1-based); 0 for the ``--init`` model scored before a
+            fine-tune that watches validation F1 starts.
         epochs: epochs planned.
         logs: Keras' metrics for the epoch (``loss``, ``val_loss``, ``val_iou``, ...).
         seconds: wall time of the epoch.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from shapely import box
@@ -13,7 +14,7 @@ from shapely import box
 from roadseg.cli import cli
 from roadseg.data.road_data import scan_road_dataset
 from roadseg.data.roads import WidthRule
-from roadseg.model import ModelInfo, build_resunet, read_model_info, save_model
+from roadseg.model import ModelInfo, build_resunet, load_model, read_model_info, save_model
 from roadseg.synthetic import write_scene
 from roadseg.train import FINE_TUNE_LR, PRESETS, f1_from
 from roadseg.train_config import preset_for
@@ -86,16 +87,24 @@ def test_init_chooses_the_finetune_defaults(
     assert plan["lr"] == FINE_TUNE_LR
     assert plan["epochs"] == finetune.epochs and plan["steps_per_epoch"] == 25
     assert plan["patience"] == finetune.patience and state["monitor"] == "val_f1"
-    assert len(state["history"]["val_f1"]) == state["epoch"]
-    best = state["history"]["val_f1"][state["best_epoch"] - 1]
-    assert best == max(state["history"]["val_f1"])  # the best epoch is the one kept
+    history = state["history"]["val_f1"]
+    assert len(history) == state["epoch"]
+    # The progress lines: the --init model's validation F1 first (epoch 0), then
+    # validation F1 and the time left, every epoch.
+    epochs = [line for line in err.splitlines() if line.startswith("epoch ")]
+    assert epochs[0].startswith("epoch 0/") and "the --init model" in epochs[0]
+    assert all("val_f1 " in line for line in epochs)
+    assert "ETA " in epochs[1] or "early stop" in epochs[1]
+    baseline = float(epochs[0].split("val_f1 ")[1].split()[0])
+    # The kept epoch is the best one, and it beats the --init model (else that is kept).
+    if state["best_epoch"]:
+        assert history[state["best_epoch"] - 1] == max(history)
+        assert state["best"] > baseline - 5e-4  # the line rounds to 3 decimals
+    else:
+        assert max(history) <= baseline + 5e-4
     info = read_model_info(out)
     assert info is not None and info.provenance["preset"] == "finetune"
     assert info.provenance["best_epoch"] == state["best_epoch"]
-    # The progress line: validation F1 and the time left, every epoch.
-    epochs = [line for line in err.splitlines() if line.startswith("epoch ")]
-    assert epochs and all("val_f1 " in line for line in epochs)
-    assert "ETA " in epochs[0] or "early stop" in epochs[0]
     assert "finetune preset" in err and "without a better val_f1" in err
 
 
@@ -143,10 +152,13 @@ def test_early_stopping_ends_a_run_whose_validation_does_not_improve(
     )  # fmt: skip
     assert code == 0, err
     state = state_of(out)
-    assert state["history"]["val_f1"] == [0.0, 0.0, 0.0]
-    assert state["stopped_early"] and state["epoch"] == 3 and state["best_epoch"] == 1
-    assert "early stop" in err and "Trained 3 epochs (early stop); kept epoch 1" in err
-    assert out.is_file()
+    # The --init model scores 0 too, and no epoch beats it: two epochs of patience,
+    # then the fine-tune gives the --init model back.
+    assert state["history"]["val_f1"] == [0.0, 0.0]
+    assert state["stopped_early"] and state["epoch"] == 2 and state["best_epoch"] == 0
+    assert "Trained 2 epochs (early stop); kept epoch 0 (the --init model" in err
+    kept, start = load_model(out).model.get_weights(), load_model(init).model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(kept, start, strict=True))
 
 
 def test_the_width_rule_of_the_layer_is_the_training_rule(
@@ -160,3 +172,40 @@ def test_the_width_rule_of_the_layer_is_the_training_rule(
     )
     assert not found.report.errors
     assert found.scenes[image].road_share > 0
+
+
+@pytest.mark.slow
+def test_a_fine_tune_stopped_after_its_baseline_resumes(
+    scene: tuple[Path, Path], init: Path, tmp_path: Path
+) -> None:
+    """Stopped right after epoch 0 (the --init model scored), the run resumes."""
+    from roadseg.train import TrainConfig, train
+
+    image, lines = scene
+    out = tmp_path / "m.keras"
+    config = TrainConfig(
+        data=image,
+        roads=lines,
+        width_field="width_m",
+        init=str(init),
+        output=out,
+        epochs=1,
+        steps_per_epoch=2,
+        batch_size=2,
+        val_steps=1,
+        precision="bfloat16",
+        val_block_m=32,
+    )
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_baseline(epoch: object) -> None:
+        if getattr(epoch, "epoch", None) == 0:
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(config, on_epoch=stop_at_baseline)
+    assert not out.exists() and state_of(out)["best_epoch"] == 0
+    result = train(config, resume=True)
+    assert out.is_file() and result.epochs_done == 1

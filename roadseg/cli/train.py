@@ -538,6 +538,16 @@ def _duration(seconds: float) -> str:
 
 def _echo_epoch(epoch: EpochReport) -> None:
     logs = epoch.logs
+    if epoch.epoch == 0:  # the --init model, scored before a fine-tune starts
+        parts = [
+            f"epoch 0/{epoch.epochs} (the --init model)",
+            f"val_loss {_fmt(logs.get('val_loss'))}",
+            f"val_f1 {_fmt(logs.get('val_f1'))}",
+            f"val_iou {_fmt(logs.get('val_iou'))}",
+            f"{_duration(epoch.seconds)}",
+        ]
+        click.echo(" | ".join(parts), err=True)
+        return
     parts = [
         f"epoch {epoch.epoch}/{epoch.epochs}",
         f"loss {_fmt(logs.get('loss'))}",
@@ -561,9 +571,10 @@ def _echo_result(result: TrainResult) -> None:
         return "-" if value is None else f"{value:.3f}"
 
     stop = " (early stop)" if result.stopped_early else ""
-    click.echo(
-        f"Trained {result.epochs_done} epochs{stop}; kept epoch {result.best_epoch}", err=True
-    )
+    kept = f"kept epoch {result.best_epoch}"
+    if result.best_epoch == 0 and result.epochs_done:
+        kept += " (the --init model: no epoch beat it on validation)"
+    click.echo(f"Trained {result.epochs_done} epochs{stop}; {kept}", err=True)
     click.echo(
         f"Validation ({m.get('crops')} crops) at threshold {result.info.threshold:g}: "
         f"F1 {f('f1')}, IoU {f('iou')}, precision {f('precision')}, recall {f('recall')}, "
