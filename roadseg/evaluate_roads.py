@@ -351,9 +351,9 @@ def valid_area(ds: Any, side: int = VALID_AREA_SIDE) -> Any:
     from rasterio.enums import Resampling
     from rasterio.features import shapes
 
-    scale = max(ds.width, ds.height) / side
-    h = max(1, min(ds.height, round(ds.height / max(scale, 1.0))))
-    w = max(1, min(ds.width, round(ds.width / max(scale, 1.0))))
+    from roadseg.raster_io import decimated_shape
+
+    h, w = decimated_shape(ds.height, ds.width, side)
     levels = ds.read(1, out_shape=(h, w), resampling=Resampling.nearest)
     valid = (levels != PROB_NODATA).astype(np.uint8)
     if valid.all():

@@ -21,7 +21,7 @@ from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import RasterioError
 
 from roadseg.errors import UnsupportedRasterError
-from roadseg.raster_io import corrupt, display_name
+from roadseg.raster_io import corrupt, decimated_shape, display_name
 
 #: Longest side of the decimated read used for percentile statistics.
 STATS_SAMPLE_SIDE = 1024
@@ -190,9 +190,7 @@ def compute_normalizer(
         return Normalizer((0.0,) * n, (255.0,) * n, "uint8/255")
     if method not in ("auto", "percentile"):
         raise UnsupportedRasterError(f"unknown normalisation {method!r} in the model file")
-    scale = max(src.width, src.height) / STATS_SAMPLE_SIDE
-    out_h = max(1, min(src.height, round(src.height / max(scale, 1.0))))
-    out_w = max(1, min(src.width, round(src.width / max(scale, 1.0))))
+    out_h, out_w = decimated_shape(src.height, src.width, STATS_SAMPLE_SIDE)
     unique = sorted(set(bands))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -10,6 +10,7 @@ import numpy as np
 import rasterio
 
 from roadseg.preprocess import Normalizer
+from roadseg.raster_io import decimated_shape
 
 PREVIEW_SIDE = 1024
 
@@ -30,9 +31,7 @@ def write_preview(
     from PIL import Image
     from rasterio.enums import Resampling
 
-    scale = max(src.width, src.height) / side
-    h = max(1, round(src.height / max(scale, 1.0)))
-    w = max(1, round(src.width / max(scale, 1.0)))
+    h, w = decimated_shape(src.height, src.width, side)
     show = list(bands[:3]) if len(bands) >= 3 else [bands[0]] * 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

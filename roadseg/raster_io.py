@@ -280,6 +280,13 @@ def _check_vrt_sources(src: rasterio.io.DatasetReader, path: Path) -> None:
             )
 
 
+def decimated_shape(height: int, width: int, side: int) -> tuple[int, int]:
+    """``(height, width)`` of a read decimated so its longer side is at most
+    ``side`` pixels (the raster's own size when it is smaller), at least 1 each."""
+    scale = max(1.0, max(width, height) / side)
+    return max(1, round(height / scale)), max(1, round(width / scale))
+
+
 def is_palette(src: rasterio.io.DatasetReader) -> bool:
     """Whether ``src`` is a single-band raster of colour-table indices."""
     if src.count != 1 or src.dtypes[0] not in ("uint8", "uint16"):

@@ -7,7 +7,7 @@ import pytest
 import rasterio
 from rasterio.env import get_gdal_config
 
-from roadseg.raster_io import GDAL_CACHE_BYTES, gdal_env, read_rows
+from roadseg.raster_io import GDAL_CACHE_BYTES, decimated_shape, gdal_env, read_rows
 from roadseg.tiling import reflect_index
 
 
@@ -47,3 +47,9 @@ def test_read_rows_matches_an_outer_product_gather(make_geotiff, bands, rows, co
     np.testing.assert_array_equal(got, expected)
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(valid, np.all(data[[b - 1 for b in bands]] > 0, axis=0)[rr, cc])
+
+
+def test_decimated_shape_keeps_small_rasters_and_bounds_large_ones() -> None:
+    assert decimated_shape(300, 200, 1024) == (300, 200)
+    assert decimated_shape(4096, 2048, 1024) == (1024, 512)
+    assert decimated_shape(100000, 3, 1024) == (1024, 1)
