@@ -164,7 +164,7 @@ def terraces_objects(
         tdata = crowns(p[ok, 0], p[ok, 1], tr[ok], rng)
     # Street trees at some kerbs overhang the sidewalk and the carriageway edge.
     if n:
-        pts, tangents = [], []
+        pts = []
         for road in roads:
             if road.kind == MAIN or rng.random() < 0.7:
                 continue
@@ -172,7 +172,6 @@ def terraces_objects(
             for side in (-1.0, 1.0):
                 nr = np.column_stack([-t[:, 1], t[:, 0]]) * side
                 pts.append(q + nr * (road.width / 2 + rng.uniform(0, 2)))
-                tangents.append(t)
         if pts:
             q = np.vstack(pts)
             tdata = concat([tdata, crowns(q[:, 0], q[:, 1], rng.uniform(4, 8, len(q)), rng)])
