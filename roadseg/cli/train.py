@@ -538,24 +538,19 @@ def _duration(seconds: float) -> str:
 
 def _echo_epoch(epoch: EpochReport) -> None:
     logs = epoch.logs
-    if epoch.epoch == 0:  # the --init model, scored before a fine-tune starts
-        parts = [
-            f"epoch 0/{epoch.epochs} (the --init model)",
-            f"val_loss {_fmt(logs.get('val_loss'))}",
-            f"val_f1 {_fmt(logs.get('val_f1'))}",
-            f"val_iou {_fmt(logs.get('val_iou'))}",
-            f"{_duration(epoch.seconds)}",
-        ]
-        click.echo(" | ".join(parts), err=True)
-        return
-    parts = [
-        f"epoch {epoch.epoch}/{epoch.epochs}",
-        f"loss {_fmt(logs.get('loss'))}",
+    baseline = epoch.epoch == 0  # the --init model, scored before a fine-tune starts
+    parts = [f"epoch {epoch.epoch}/{epoch.epochs}" + (" (the --init model)" if baseline else "")]
+    if not baseline:
+        parts.append(f"loss {_fmt(logs.get('loss'))}")
+    parts += [
         f"val_loss {_fmt(logs.get('val_loss'))}",
         f"val_f1 {_fmt(logs.get('val_f1'))}",
         f"val_iou {_fmt(logs.get('val_iou'))}",
         f"{_duration(epoch.seconds)}",
     ]
+    if baseline:
+        click.echo(" | ".join(parts), err=True)
+        return
     if epoch.stopping:
         parts.append("early stop")
     elif epoch.epoch < epoch.epochs:
