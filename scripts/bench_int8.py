@@ -48,26 +48,27 @@ def raster_tiles(paths: list[Path], per: int, normalization: str, seed: int) -> 
 
     rng = np.random.default_rng(seed)
     out = []
-    for path in paths:
-        if path.suffix.lower() == ".jpg":  # Dubai: plain JPEG, stretched like a raster
-            data = np.asarray(Image.open(path).convert("RGB"))
-            tmp = Path(tempfile.mkdtemp()) / "x.tif"
-            with rasterio.open(
-                tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
-                count=3, dtype="uint8",
-            ) as dst:  # fmt: skip
-                dst.write(np.moveaxis(data, -1, 0))
-            path = tmp
-        with rasterio.open(path) as src:
-            norm = compute_normalizer(src, (1, 2, 3), normalization)
-            data = np.moveaxis(src.read([1, 2, 3]), 0, -1)
-        x = norm(data)
-        for _ in range(per):
-            r = int(rng.integers(0, max(1, x.shape[0] - 224)))
-            c = int(rng.integers(0, max(1, x.shape[1] - 224)))
-            tile = x[r : r + 224, c : c + 224]
-            if tile.shape[:2] == (224, 224):
-                out.append(tile)
+    with tempfile.TemporaryDirectory() as folder:  # the JPEGs, written as GeoTIFFs
+        for path in paths:
+            if path.suffix.lower() == ".jpg":  # Dubai: plain JPEG, stretched like a raster
+                data = np.asarray(Image.open(path).convert("RGB"))
+                tmp = Path(folder) / "x.tif"
+                with rasterio.open(
+                    tmp, "w", driver="GTiff", width=data.shape[1], height=data.shape[0],
+                    count=3, dtype="uint8",
+                ) as dst:  # fmt: skip
+                    dst.write(np.moveaxis(data, -1, 0))
+                path = tmp
+            with rasterio.open(path) as src:
+                norm = compute_normalizer(src, (1, 2, 3), normalization)
+                data = np.moveaxis(src.read([1, 2, 3]), 0, -1)
+            x = norm(data)
+            for _ in range(per):
+                r = int(rng.integers(0, max(1, x.shape[0] - 224)))
+                c = int(rng.integers(0, max(1, x.shape[1] - 224)))
+                tile = x[r : r + 224, c : c + 224]
+                if tile.shape[:2] == (224, 224):
+                    out.append(tile)
     return np.stack(out).astype(np.float32)
 
 
